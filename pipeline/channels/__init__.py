@@ -1,0 +1,1 @@
+"""Channels hand one rendered message to a provider. See `base.py` for the interface."""

@@ -1,0 +1,322 @@
+"""Ledger operations: the memory of every message, and the compare-and-set steps that keep sends single.
+
+A row's life: planned → queued (due, handed to the broker) → sending (claimed by one worker) → sent →
+delivered; or expired / skipped / failed / unknown. Every transition is an UPDATE guarded by the state it
+leaves, so two schedulers or two workers racing for the same row cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.planner import OPEN_STATES, PlannedSend
+from pipeline.store.models import LedgerRow
+
+CHUNK = 2000
+# States a delivery-status callback may move a row through, in order; a row only ever moves forward.
+FORWARD = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3, "undelivered": 3}
+
+
+@dataclass
+class SyncCounts:
+    added: int = 0
+    moved: int = 0
+    cancelled: int = 0
+    unchanged: int = 0
+
+
+def ledger_view(session: Session, event_id: str, delegate_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """key → state, for the planner."""
+    query = select(LedgerRow.key, LedgerRow.state).where(LedgerRow.event_id == event_id)
+    if delegate_ids is None:
+        return {key: state for key, state in session.execute(query).tuples()}
+    out: dict[str, str] = {}
+    for chunk in _chunks(list(delegate_ids)):
+        out.update(
+            (key, state) for key, state in session.execute(query.where(LedgerRow.delegate_id.in_(chunk)))
+        )
+    return out
+
+
+def sync_plan(
+    session: Session,
+    event_id: str,
+    sends: Sequence[PlannedSend],
+    now: datetime,
+    delegate_ids: Iterable[str] | None = None,
+) -> SyncCounts:
+    """Write the planner's decisions. New keys are inserted; open rows follow the timetable; open rows the
+    plan no longer contains (the delegate left the audience) are skipped. Done rows are never touched.
+
+    `delegate_ids` limits the cancelling to those delegates (a re-plan after one delegate's reply)."""
+    counts = SyncCounts()
+    for chunk in _chunks(list(sends)):
+        _sync_chunk(session, chunk, now, counts)
+    counts.cancelled = _cancel_missing(session, event_id, {s.key for s in sends}, now, delegate_ids)
+    return counts
+
+
+def _sync_chunk(session: Session, chunk: Sequence[PlannedSend], now: datetime, counts: SyncCounts) -> None:
+    existing = {
+        row.key: row
+        for row in session.execute(
+            select(
+                LedgerRow.id,
+                LedgerRow.key,
+                LedgerRow.state,
+                LedgerRow.due_at,
+                LedgerRow.expires_at,
+                LedgerRow.reason,
+            ).where(LedgerRow.key.in_([s.key for s in chunk]))
+        )
+    }
+    inserts, updates = [], []
+    for send in chunk:
+        state = _ledger_state(send)
+        row = existing.get(send.key)
+        if row is None:
+            inserts.append(_insert_values(send, state, now))
+        elif row.state in OPEN_STATES and (row.state, row.due_at, row.expires_at, row.reason) != (
+            state,
+            send.due_at,
+            send.expires_at,
+            send.reason,
+        ):
+            updates.append(
+                {
+                    "id": row.id,
+                    "state": state,
+                    "due_at": send.due_at,
+                    "expires_at": send.expires_at,
+                    "reason": send.reason,
+                    "updated_at": now,
+                }
+            )
+        else:
+            counts.unchanged += 1
+    if inserts:
+        session.execute(insert(LedgerRow), inserts)
+    if updates:
+        # Guarded by state: a scheduler that queued the row meanwhile wins, and this update is void.
+        for values in updates:
+            session.execute(
+                update(LedgerRow)
+                .where(LedgerRow.id == values["id"], LedgerRow.state.in_(OPEN_STATES))
+                .values({k: v for k, v in values.items() if k != "id"})
+            )
+    counts.added += len(inserts)
+    counts.moved += len(updates)
+
+
+def _ledger_state(send: PlannedSend) -> str:
+    return "planned" if send.status == "due" else send.status
+
+
+def _insert_values(send: PlannedSend, state: str, now: datetime) -> dict:
+    event_id = send.key.split(":", 1)[0]
+    return {
+        "key": send.key,
+        "event_id": event_id,
+        "rule": send.rule,
+        "occurrence": send.occurrence,
+        "delegate_id": send.delegate,
+        "channel": send.channel,
+        "due_at": send.due_at,
+        "expires_at": send.expires_at,
+        "state": state,
+        "reason": send.reason,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _cancel_missing(
+    session: Session, event_id: str, keys: set[str], now: datetime, delegate_ids: Iterable[str] | None
+) -> int:
+    query = select(LedgerRow.id, LedgerRow.key).where(
+        LedgerRow.event_id == event_id, LedgerRow.state == "planned", LedgerRow.payload.is_(None)
+    )
+    rows = []
+    if delegate_ids is None:
+        rows = list(session.execute(query))
+    else:
+        for chunk in _chunks(list(delegate_ids)):
+            rows.extend(session.execute(query.where(LedgerRow.delegate_id.in_(chunk))))
+    gone = [row.id for row in rows if row.key not in keys]
+    for chunk in _chunks(gone):
+        session.execute(
+            update(LedgerRow)
+            .where(LedgerRow.id.in_(chunk), LedgerRow.state == "planned")
+            .values(state="skipped", reason="no longer in the audience", updated_at=now)
+        )
+    return len(gone)
+
+
+# -- scheduler steps ------------------------------------------------------------------------------
+
+
+def expire_overdue(session: Session, now: datetime) -> int:
+    """Planned rows whose validity passed before they were queued: recorded as expired, not dropped."""
+    result = session.execute(
+        update(LedgerRow)
+        .where(LedgerRow.state == "planned", LedgerRow.expires_at <= now)
+        .values(state="expired", reason="its validity ended before it could be sent", updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def queue_due(session: Session, now: datetime, limit: int = 5000) -> list[int]:
+    """Move due rows planned → queued and return their ids. Safe with several schedulers at once."""
+    candidates = (
+        select(LedgerRow.id)
+        .where(
+            LedgerRow.state == "planned",
+            LedgerRow.due_at <= now,
+            or_(LedgerRow.expires_at.is_(None), LedgerRow.expires_at > now),
+        )
+        .order_by(LedgerRow.due_at)
+        .limit(limit)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    result = session.execute(
+        update(LedgerRow)
+        .where(LedgerRow.id.in_(candidates.scalar_subquery()), LedgerRow.state == "planned")
+        .values(state="queued", queued_at=now, retry_at=None, updated_at=now)
+        .returning(LedgerRow.id)
+    )
+    return sorted(result.scalars())
+
+
+def next_due(session: Session) -> datetime | None:
+    return session.scalar(select(func.min(LedgerRow.due_at)).where(LedgerRow.state == "planned"))
+
+
+def stale_queued(session: Session, now: datetime, grace: timedelta, limit: int = 5000) -> list[int]:
+    """Queued rows the broker should have delivered by now (it lost them): stamp and return for re-enqueue.
+
+    A row waiting for a retry counts from its retry time, so a backoff is not mistaken for a loss."""
+    cutoff = now - grace
+    overdue = or_(
+        and_(LedgerRow.retry_at.is_(None), LedgerRow.queued_at < cutoff), LedgerRow.retry_at < cutoff
+    )
+    ids = list(session.scalars(select(LedgerRow.id).where(LedgerRow.state == "queued", overdue).limit(limit)))
+    for chunk in _chunks(ids):
+        session.execute(
+            update(LedgerRow)
+            .where(LedgerRow.id.in_(chunk), LedgerRow.state == "queued")
+            .values(queued_at=now, retry_at=None, updated_at=now)
+        )
+    return ids
+
+
+def stuck_sending(session: Session, now: datetime, grace: timedelta) -> list[int]:
+    """Rows claimed by a worker that never reported back (it crashed mid-send): now `unknown`."""
+    ids = list(
+        session.scalars(
+            select(LedgerRow.id).where(LedgerRow.state == "sending", LedgerRow.sending_at < now - grace)
+        )
+    )
+    for chunk in _chunks(ids):
+        session.execute(
+            update(LedgerRow)
+            .where(LedgerRow.id.in_(chunk), LedgerRow.state == "sending")
+            .values(
+                state="unknown",
+                reason="a worker stopped while sending; check before resending",
+                updated_at=now,
+            )
+        )
+    return ids
+
+
+# -- worker steps ---------------------------------------------------------------------------------
+
+
+def claim(session: Session, row_id: int, now: datetime) -> LedgerRow | None:
+    """queued → sending, for exactly one worker. None when someone else has it or it is done."""
+    result = session.execute(
+        update(LedgerRow)
+        .where(LedgerRow.id == row_id, LedgerRow.state == "queued")
+        .values(state="sending", sending_at=now, attempts=LedgerRow.attempts + 1, updated_at=now)
+    )
+    if not result.rowcount:
+        return None
+    return session.get(LedgerRow, row_id, populate_existing=True)
+
+
+def _move(session: Session, row_id: int, from_states: Iterable[str], **values) -> bool:
+    result = session.execute(
+        update(LedgerRow)
+        .where(LedgerRow.id == row_id, LedgerRow.state.in_(list(from_states)))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def mark_sent(session: Session, row_id: int, provider_id: str, now: datetime) -> bool:
+    return _move(
+        session,
+        row_id,
+        ["sending"],
+        state="sent",
+        provider_id=provider_id,
+        sent_at=now,
+        reason="",
+        error_code=None,
+        updated_at=now,
+    )
+
+
+def mark_retry(
+    session: Session, row_id: int, error: str, code: str | None, now: datetime, retry_at: datetime
+) -> bool:
+    return _move(
+        session,
+        row_id,
+        ["sending"],
+        state="queued",
+        reason=error,
+        error_code=code,
+        retry_at=retry_at,
+        updated_at=now,
+    )
+
+
+def mark_failed(session: Session, row_id: int, error: str, code: str | None, now: datetime) -> bool:
+    return _move(
+        session, row_id, ["sending", "queued"], state="failed", reason=error, error_code=code, updated_at=now
+    )
+
+
+def mark_expired(session: Session, row_id: int, reason: str, now: datetime) -> bool:
+    return _move(
+        session, row_id, ["sending", "queued", "planned"], state="expired", reason=reason, updated_at=now
+    )
+
+
+def mark_skipped(session: Session, row_id: int, reason: str, now: datetime) -> bool:
+    return _move(
+        session, row_id, ["sending", "queued", "planned"], state="skipped", reason=reason, updated_at=now
+    )
+
+
+def counts_by_state(session: Session, event_id: str) -> dict[tuple[str, str, str], int]:
+    """(rule, channel, state) → count."""
+    query = (
+        select(LedgerRow.rule, LedgerRow.channel, LedgerRow.state, func.count())
+        .where(LedgerRow.event_id == event_id)
+        .group_by(LedgerRow.rule, LedgerRow.channel, LedgerRow.state)
+    )
+    return {(rule, channel, state): n for rule, channel, state, n in session.execute(query).tuples()}
+
+
+def _chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

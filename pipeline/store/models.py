@@ -1,0 +1,121 @@
+"""Tables. Times are stored as naive UTC and come back as aware UTC (see `UTCDateTime`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BigInteger ids on PostgreSQL, but SQLite only autoincrements a plain INTEGER primary key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Ledger states. A row moves forward only: planned → queued → sending → sent → delivered, or to one of
+# the end states. `planned` and `skipped` may still be re-decided by the planner.
+LEDGER_STATES = (
+    "planned",
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "failed",
+    "expired",
+    "skipped",
+    "unknown",
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC out, on SQLite (which has no time zones) as on PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DelegateRow(Base):
+    __tablename__ = "delegates"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    language: Mapped[str] = mapped_column(String(5), default="sv")
+    organisation: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(50), default="official")
+    stop: Mapped[str | None] = mapped_column(String(50))
+    dinner: Mapped[bool | None] = mapped_column(Boolean)
+    rsvp: Mapped[str] = mapped_column(String(10), default="none")
+    sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    survey_answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RsvpRow(Base):
+    """Every answer ever given; the latest one is copied to `delegates.rsvp`."""
+
+    __tablename__ = "rsvp_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delegate_id: Mapped[str] = mapped_column(ForeignKey("delegates.id", ondelete="CASCADE"), index=True)
+    answer: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(20))  # import | sms | email | web | imap | organiser
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class LedgerRow(Base):
+    """One row per rule × occurrence × delegate × channel: the memory of what was (to be) sent."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        Index("ix_ledger_state_due", "state", "due_at"),
+        Index("ix_ledger_provider_id", "provider_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(100))
+    occurrence: Mapped[str] = mapped_column(String(100), default="-")
+    delegate_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(12), default="planned")
+    reason: Mapped[str] = mapped_column(Text, default="")  # why skipped/expired/failed: the last error
+    error_code: Mapped[str | None] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+    payload: Mapped[str | None] = mapped_column(Text)  # JSON for broadcasts and change notices
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sending_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
