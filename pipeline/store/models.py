@@ -119,3 +119,35 @@ class LedgerRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InboundRow(Base):
+    """Every reply that reached us (SMS or email), understood or not. Deduplicated by provider id."""
+
+    __tablename__ = "inbound"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(10))  # sms | email | web
+    provider_id: Mapped[str] = mapped_column(String(255), unique=True)  # MessageSid or Message-ID
+    delegate_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    sender: Mapped[str] = mapped_column(String(254))
+    body: Mapped[str] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(String(10), default="none")  # what they were last asked
+    kind: Mapped[str] = mapped_column(String(10))  # rsvp | rating | opt_out | opt_in | help | unknown
+    value: Mapped[str | None] = mapped_column(String(50))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SurveyAnswerRow(Base):
+    """One answer per delegate and question; a later answer replaces an earlier one."""
+
+    __tablename__ = "survey_answers"
+    __table_args__ = (Index("ux_survey_delegate_question", "delegate_id", "question", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delegate_id: Mapped[str] = mapped_column(ForeignKey("delegates.id", ondelete="CASCADE"))
+    question: Mapped[str] = mapped_column(String(64))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    text: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(10))  # sms | web
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,169 @@
+"""What delegates send back: replies, opt-outs, survey answers, and providers' delivery status.
+
+Every change to a delegate bumps `updated_at`, which is how the scheduler knows to re-plan them at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, SurveyAnswerRow
+
+# What a delegate was asked by each template, for reading their next reply in context.
+QUESTION_OF_TEMPLATE = {
+    "invitation": "rsvp",
+    "rsvp_reminder": "rsvp",
+    "survey": "survey",
+    "survey_reminder": "survey",
+}
+# A status may only move a row forward; equal ranks are end states and never replace each other.
+STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3}
+TWILIO_STATUS = {
+    "accepted": "sent",
+    "queued": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "failed",
+    "failed": "failed",
+}
+OPTED_OUT_CODE = "21610"
+
+
+def delegate_by_phone(session: Session, phone: str) -> DelegateRow | None:
+    return session.scalars(select(DelegateRow).where(DelegateRow.phone == phone).limit(1)).first()
+
+
+def delegate_by_email(session: Session, email: str) -> DelegateRow | None:
+    rows = (
+        session.scalars(select(DelegateRow).where(DelegateRow.email.is_not(None))).all()
+        if "@" in email
+        else []
+    )
+    wanted = email.strip().lower()
+    return next((row for row in rows if (row.email or "").lower() == wanted), None)
+
+
+def record_inbound(
+    session: Session,
+    *,
+    channel: str,
+    provider_id: str,
+    sender: str,
+    body: str,
+    delegate_id: str | None,
+    context: str,
+    kind: str,
+    value: str | None,
+    now: datetime,
+) -> bool:
+    """Store a reply once. False when this provider id was seen before (a provider's retry)."""
+    if session.scalar(select(InboundRow.id).where(InboundRow.provider_id == provider_id)) is not None:
+        return False
+    row = InboundRow(
+        channel=channel,
+        provider_id=provider_id,
+        sender=sender,
+        body=body,
+        delegate_id=delegate_id,
+        context=context,
+        kind=kind,
+        value=value,
+        received_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # the same retry arrived at another web process at the same moment
+        return False
+    return True
+
+
+def last_question(
+    session: Session, delegate_id: str, templates_by_rule: dict[str, str], channel: str = "sms"
+) -> str:
+    """What the delegate was last asked on this channel: 'rsvp', 'survey' or 'none'."""
+    rows = session.execute(
+        select(LedgerRow.rule, LedgerRow.payload)
+        .where(
+            LedgerRow.delegate_id == delegate_id,
+            LedgerRow.channel == channel,
+            LedgerRow.state.in_(["sent", "delivered"]),
+        )
+        .order_by(LedgerRow.sent_at.desc(), LedgerRow.id.desc())
+        .limit(10)
+    )
+    for rule, payload in rows:
+        if payload is None and rule in templates_by_rule:
+            return QUESTION_OF_TEMPLATE.get(templates_by_rule[rule], "none")
+    return "none"
+
+
+def set_sms_opt_out(session: Session, delegate_id: str, opted_out: bool, now: datetime) -> None:
+    session.execute(
+        update(DelegateRow).where(DelegateRow.id == delegate_id).values(sms_opt_out=opted_out, updated_at=now)
+    )
+
+
+def record_survey_answer(
+    session: Session,
+    delegate_id: str,
+    question: str,
+    *,
+    rating: int | None = None,
+    text: str | None = None,
+    channel: str,
+    now: datetime,
+) -> None:
+    row = session.scalars(
+        select(SurveyAnswerRow).where(
+            SurveyAnswerRow.delegate_id == delegate_id, SurveyAnswerRow.question == question
+        )
+    ).first()
+    if row is None:
+        session.add(
+            SurveyAnswerRow(
+                delegate_id=delegate_id, question=question, rating=rating, text=text, channel=channel, at=now
+            )
+        )
+    else:
+        row.rating, row.text, row.channel, row.at = rating, text, channel, now
+    session.execute(
+        update(DelegateRow).where(DelegateRow.id == delegate_id).values(survey_answered=True, updated_at=now)
+    )
+
+
+def survey_answers(session: Session) -> list[SurveyAnswerRow]:
+    return list(
+        session.scalars(select(SurveyAnswerRow).order_by(SurveyAnswerRow.question, SurveyAnswerRow.at))
+    )
+
+
+def apply_status(
+    session: Session, provider_id: str, provider_status: str, error_code: str | None, now: datetime
+) -> str | None:
+    """Apply a delivery-status callback, only ever forward. Returns the row's new state, or None when the
+    callback was stale, a duplicate or unknown."""
+    state = TWILIO_STATUS.get(provider_status)
+    row = session.scalars(select(LedgerRow).where(LedgerRow.provider_id == provider_id).limit(1)).first()
+    if state is None or row is None:
+        return None
+    if STATUS_RANK.get(row.state, 3) >= STATUS_RANK[state]:
+        return None
+    values: dict = {"state": state, "updated_at": now}
+    if state == "delivered":
+        values["delivered_at"] = now
+    if state == "failed":
+        values["reason"] = f"{provider_status} (Twilio error {error_code})" if error_code else provider_status
+        values["error_code"] = error_code
+    moved = session.execute(
+        update(LedgerRow).where(LedgerRow.id == row.id, LedgerRow.state == row.state).values(**values)
+    ).rowcount
+    if moved and error_code == OPTED_OUT_CODE:
+        set_sms_opt_out(session, row.delegate_id, True, now)
+    return state if moved else None
