@@ -34,6 +34,7 @@ class Delegate:
     dinner: bool | None = None
     rsvp: Rsvp = "none"
     sms_opt_out: bool = False
+    email_opt_out: bool = False
     survey_answered: bool = False
 
     @property

@@ -105,6 +105,8 @@ def decide(
     """(status, when to send, reason) for one message not yet sent."""
     if channel == "sms" and delegate.sms_opt_out:
         return "skipped", due, "opted out of SMS"
+    if channel == "email" and delegate.email_opt_out:
+        return "skipped", due, "opted out of email"
     quiet = channel == "sms" and rule.quiet_hours
     at = after_quiet_hours(event, due) if quiet else due
     if at < now:  # overdue: a late registrant, or the scheduler was down
@@ -142,7 +144,7 @@ def choose_channels(
     for channel in rule.channels:
         if states[channel] is not None and states[channel] not in OPEN_STATES | {"expired", "failed"}:
             return [channel]
-    usable = [c for c in reachable if states[c] != "failed" and not (c == "sms" and delegate.sms_opt_out)]
+    usable = [c for c in reachable if states[c] != "failed" and not _opted_out(delegate, c)]
     return usable[:1] or [c for c in reachable if states[c] != "failed"][:1]
 
 
@@ -158,6 +160,10 @@ def in_audience(rule: Rule, delegate: Delegate) -> bool:
         a.survey_answered is None or delegate.survey_answered == a.survey_answered,
     )
     return all(checks)
+
+
+def _opted_out(delegate: Delegate, channel: str) -> bool:
+    return delegate.sms_opt_out if channel == "sms" else delegate.email_opt_out
 
 
 def _can_receive(delegate: Delegate, channel: str) -> bool:

@@ -70,6 +70,7 @@ class DelegateRow(Base):
     dinner: Mapped[bool | None] = mapped_column(Boolean)
     rsvp: Mapped[str] = mapped_column(String(10), default="none")
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     survey_answered: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -110,6 +110,14 @@ def set_sms_opt_out(session: Session, delegate_id: str, opted_out: bool, now: da
     )
 
 
+def set_email_opt_out(session: Session, delegate_id: str, opted_out: bool, now: datetime) -> None:
+    session.execute(
+        update(DelegateRow)
+        .where(DelegateRow.id == delegate_id)
+        .values(email_opt_out=opted_out, updated_at=now)
+    )
+
+
 def record_survey_answer(
     session: Session,
     delegate_id: str,

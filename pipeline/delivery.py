@@ -1,0 +1,132 @@
+"""Deliver one ledger row: claim it, render, hand it to its channel, record the outcome.
+
+Plain functions of a `Runtime`; the dramatiq actor in pipeline.actors is a thin wrapper. The order is what
+makes a message go out at most once: the claim (queued → sending, compare-and-set) commits before the
+provider is called, and the provider's id is recorded after. A crash between the two leaves the row in
+`sending`, which the scheduler turns into `unknown` for reconciliation instead of resending blindly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pipeline.channels.base import EmailMessage, SmsMessage
+from pipeline.errors import PermanentDeliveryError, TransientDeliveryError
+from pipeline.runtime import Runtime
+from pipeline.store import ledger
+from pipeline.store.models import LedgerRow
+from pipeline.store.people import load_delegates
+
+log = logging.getLogger(__name__)
+
+# Templates whose emails carry the event as a calendar entry.
+ICS_TEMPLATES = frozenset({"invitation", "change_notice"})
+
+
+class RetryLater(Exception):
+    """The row went back to `queued`; try again after `delay_ms`."""
+
+    def __init__(self, delay_ms: int, reason: str):
+        self.delay_ms = delay_ms
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # sent | failed | expired | skipped | not-claimed
+    detail: str = ""
+
+
+def backoff_ms(attempt: int, minimum: int, maximum: int, rng: random.Random | None = None) -> int:
+    """Exponential backoff with full jitter in its upper half: attempt 1 waits minimum/2..minimum."""
+    ceiling = min(maximum, minimum * 2 ** max(0, attempt - 1))
+    return int(ceiling * (0.5 + 0.5 * (rng or random).random()))
+
+
+def deliver(rt: Runtime, row_id: int) -> Outcome:
+    now = rt.clock()
+    with rt.store.session() as session:
+        row = ledger.claim(session, row_id, now)
+        if row is None:
+            return Outcome("not-claimed")
+        delegates = load_delegates(session, [row.delegate_id])
+    if row.expires_at is not None and now >= row.expires_at:
+        return _finish(rt, row, "expired", "its validity ended before a worker reached it")
+    if not delegates:
+        return _finish(rt, row, "skipped", "the delegate was removed")
+    delegate = delegates[0]
+    if row.channel == "sms" and delegate.sms_opt_out:
+        return _finish(rt, row, "skipped", "opted out of SMS")
+    if row.channel == "email" and delegate.email_opt_out:
+        return _finish(rt, row, "skipped", "opted out of email")
+    try:
+        message = build_message(rt, row, delegate)
+    except Exception as e:  # a template, rule or data problem: retrying cannot help
+        log.exception("cannot render %s", row.key)
+        return _finish(rt, row, "failed", f"cannot render: {e}")
+    try:
+        receipt = (rt.sms_channel() if row.channel == "sms" else rt.email_channel()).send(message)
+    except PermanentDeliveryError as e:
+        return _finish(rt, row, "failed", str(e), e.code)
+    except TransientDeliveryError as e:
+        return _retry_or_fail(rt, row, e)
+    with rt.store.session() as session:
+        ledger.mark_sent(session, row.id, receipt.provider_id, rt.clock())
+    log.info("sent %s %s (%s)", row.channel, row.key, receipt.provider_id)
+    return Outcome("sent", receipt.provider_id)
+
+
+def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -> Outcome:
+    if row.attempts >= rt.settings.max_attempts:
+        return _finish(rt, row, "failed", f"gave up after {row.attempts} attempts: {error}", error.code)
+    delay = backoff_ms(row.attempts, rt.settings.retry_min_backoff_ms, rt.settings.retry_max_backoff_ms)
+    now = rt.clock()
+    with rt.store.session() as session:
+        ledger.mark_retry(session, row.id, str(error), error.code, now, now + timedelta(milliseconds=delay))
+    log.info("retrying %s in %d ms: %s", row.key, delay, error)
+    raise RetryLater(delay, str(error))
+
+
+def _finish(rt: Runtime, row: LedgerRow, state: str, reason: str, code: str | None = None) -> Outcome:
+    now = rt.clock()
+    with rt.store.session() as session:
+        if state == "failed":
+            ledger.mark_failed(session, row.id, reason, code, now)
+        elif state == "expired":
+            ledger.mark_expired(session, row.id, reason, now)
+        else:
+            ledger.mark_skipped(session, row.id, reason, now)
+    log.info("%s %s: %s", state, row.key, reason)
+    return Outcome(state, reason)
+
+
+def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMessage:
+    from pipeline.render import event_ics, render_email, render_sms
+
+    event = rt.event
+    template, extra = _template_of(row, event)
+    links = rt.signer.links_for(delegate.id)
+    if row.channel == "sms":
+        message = render_sms(rt.templates, event, delegate, template, key=row.key, links=links, extra=extra)
+        callback = rt.status_callback_url()
+        if callback:
+            message = SmsMessage(message.key, message.to, message.body, callback)
+        return message
+    ics = event_ics(event, sequence=int(extra.get("sequence", 0))) if template in ICS_TEMPLATES else None
+    return render_email(
+        rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics
+    )
+
+
+def _template_of(row: LedgerRow, event) -> tuple[str, dict]:
+    if row.payload:
+        payload = json.loads(row.payload)
+        return payload["template"], payload.get("extra", {})
+    rule = next((r for r in event.rules if r.id == row.rule), None)
+    if rule is None:
+        raise LookupError(f"rule {row.rule!r} is no longer in the plan")
+    return rule.template, {}

@@ -1,0 +1,592 @@
+"""Render messages: jinja2 templates, SMS segment counting and the event's .ics.
+
+Pure apart from reading template files. Templates live in `templates/<lang>/<name>.subject.txt`, `.txt`,
+`.html` (email) and `.sms.txt` (SMS); HTML parts extend the shared `templates/base.html`.
+
+Templates see local, aware datetimes only (the context builder converts them) and format them with the
+filters below: `{{ at|clock }}` gives "09.00" in Swedish and "09:00" in English, `{{ at|day }}` "torsdag 25
+november" / "Thursday 25 November", `{{ phone|phone }}` a readable number.
+
+SMS text is written like a short paragraph: lines of a template are joined with one space and a blank
+line makes a real line break, so templates can stay readable while texts stay inside one segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import icalendar
+import jinja2
+import phonenumbers
+
+from pipeline.channels.base import Attachment, EmailMessage, SmsMessage
+from pipeline.delegates import Delegate
+from pipeline.timetable import Contact, Event, Item, Language, Rule, Stop, Text
+
+LANGUAGES: tuple[Language, ...] = ("sv", "en")
+
+# -- local times in words ------------------------------------------------------------------------
+
+_DAYS = {
+    "sv": ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+_MONTHS = {
+    "sv": (
+        "januari",
+        "februari",
+        "mars",
+        "april",
+        "maj",
+        "juni",
+        "juli",
+        "augusti",
+        "september",
+        "oktober",
+        "november",
+        "december",
+    ),
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+}
+
+
+def clock(at: datetime, lang: str = "sv") -> str:
+    """ "09.00" in Swedish (the template writes "kl."), "09:00" in English."""
+    sep = ":" if lang == "en" else "."
+    return f"{at.hour:02d}{sep}{at.minute:02d}"
+
+
+def day(at: date, lang: str = "sv") -> str:
+    """ "torsdag 25 november" / "Thursday 25 November" (no year: messages are about this year)."""
+    return f"{_DAYS[_lang(lang)][at.weekday()]} {at.day} {_MONTHS[_lang(lang)][at.month - 1]}"
+
+
+def day_span(start: date, end: date, lang: str = "sv") -> str:
+    """ "25–26 november 2021", or "30 november – 1 december 2021" across a month."""
+    months = _MONTHS[_lang(lang)]
+    if start == end:
+        return f"{start.day} {months[start.month - 1]} {start.year}"
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day}–{end.day} {months[end.month - 1]} {end.year}"
+    return f"{start.day} {months[start.month - 1]} – {end.day} {months[end.month - 1]} {end.year}"
+
+
+def when(value: Any, lang: str = "sv", relative_to: Any = None) -> str:
+    """A time in words; the day is left out when it is the same day as `relative_to`. Strings pass."""
+    if not isinstance(value, datetime):
+        return str(value)
+    at = f"kl. {clock(value, lang)}" if lang != "en" else f"at {clock(value, lang)}"
+    if isinstance(relative_to, datetime) and relative_to.date() == value.date():
+        return at
+    return f"{day(value, lang)} {at}"
+
+
+def phone(number: str | None, lang: str = "sv") -> str:
+    """Swedish readers get "070-919 71 35", others "+46 70 919 71 35" (they may be abroad)."""
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, "SE")
+    except phonenumbers.NumberParseException:
+        return number  # show what the organiser wrote rather than nothing
+    fmt = phonenumbers.PhoneNumberFormat
+    national = lang != "en" and parsed.country_code == 46
+    return phonenumbers.format_number(parsed, fmt.NATIONAL if national else fmt.INTERNATIONAL)
+
+
+def _lang(lang: str) -> str:
+    return lang if lang in LANGUAGES else "sv"
+
+
+def _ctx_lang(ctx: jinja2.runtime.Context, lang: str | None) -> str:
+    return lang or ctx.get("lang") or "sv"
+
+
+def make_env(templates_dir: Path) -> jinja2.Environment:
+    """A jinja2 environment: missing variables fail, HTML parts are escaped, filters know the language."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    # Filters take the language from the template's context unless one is passed explicitly.
+    env.filters["clock"] = jinja2.pass_context(lambda ctx, at, lang=None: clock(at, _ctx_lang(ctx, lang)))
+    env.filters["day"] = jinja2.pass_context(lambda ctx, at, lang=None: day(at, _ctx_lang(ctx, lang)))
+    env.filters["phone"] = jinja2.pass_context(lambda ctx, n, lang=None: phone(n, _ctx_lang(ctx, lang)))
+    env.filters["when"] = jinja2.pass_context(
+        lambda ctx, value, relative_to=None, lang=None: when(value, _ctx_lang(ctx, lang), relative_to)
+    )
+    # jinja's `capitalize` and `lower` change every letter: "KSO-er" must stay as it is mid-sentence.
+    env.filters["upfirst"] = lambda s: s[:1].upper() + s[1:]
+    env.filters["lowfirst"] = lambda s: s[:1].lower() + s[1:]
+    return env
+
+
+# -- the context: what a template sees -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeakerView:
+    name: str
+    role: str  # "" when the programme gives none
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: str
+    title: str
+    room: str
+    start: datetime
+    end: datetime
+    note: str  # the breakout item's note ("Kaffe serveras när passet börjar.")
+
+
+@dataclass(frozen=True)
+class ItemView:
+    id: str
+    kind: str
+    start: datetime
+    end: datetime
+    title: str
+    place: str
+    note: str
+    speakers: tuple[SpeakerView, ...]
+    sessions: tuple[SessionView, ...]
+
+
+@dataclass(frozen=True)
+class StopView:
+    id: str
+    name: str
+    address: str
+    time: datetime
+    approximate: bool
+
+
+@dataclass(frozen=True)
+class ContactView:
+    id: str
+    name: str
+    role: str
+    email: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class DayView:
+    date: date
+    items: tuple[ItemView, ...]
+
+
+@dataclass(frozen=True)
+class QuestionView:
+    id: str
+    kind: str
+    text: str
+
+
+def _item_view(event: Event, item: Item, lang: str) -> ItemView:
+    start, end = event.local(item.start), event.local(item.end)
+    note = item.note(lang) if item.note else ""
+    return ItemView(
+        id=item.id,
+        kind=item.kind,
+        start=start,
+        end=end,
+        title=item.title(lang),
+        place=item.place,
+        note=note,
+        speakers=tuple(SpeakerView(p.name, p.role(lang) if p.role else "") for p in item.speakers),
+        sessions=tuple(SessionView(s.id, s.title(lang), s.room, start, end, note) for s in item.sessions),
+    )
+
+
+def _stop_view(event: Event, stop: Stop) -> StopView:
+    return StopView(stop.id, stop.name, stop.address, event.local(stop.time), stop.approximate)
+
+
+def _contact_view(contact: Contact, lang: str) -> ContactView:
+    return ContactView(contact.id, contact.name, contact.role(lang), contact.email, contact.phone)
+
+
+def _days(items: Iterable[ItemView]) -> list[DayView]:
+    by_date: dict[date, list[ItemView]] = {}
+    for item in sorted(items, key=lambda i: i.start):
+        by_date.setdefault(item.start.date(), []).append(item)
+    return [DayView(d, tuple(its)) for d, its in by_date.items()]
+
+
+def _delegate_stop(event: Event, delegate: Delegate) -> StopView | None:
+    if not delegate.stop:
+        return None
+    stop = next((s for s in event.stops if s.id == delegate.stop), None)
+    if stop is None:
+        raise ValueError(f"delegate {delegate.id}: unknown stop {delegate.stop!r}")
+    return _stop_view(event, stop)
+
+
+def _session(event: Event, items: list[ItemView], role: str) -> SessionView | None:
+    # The day-2 breakout is found by kind, so a renamed item id does not silently drop rooms.
+    breakout = next((i for i in items if i.kind == "breakout" and i.sessions), None)
+    if breakout is None:
+        return None
+    session = event.session_for(breakout.id, role)
+    return next((s for s in breakout.sessions if session and s.id == session.id), None)
+
+
+def _localise(value: Any, event: Event, lang: str) -> Any:
+    """Make caller-supplied values template-ready: local aware times, texts in the delegate's language."""
+    if isinstance(value, datetime):
+        return value.astimezone(event.tz) if value.tzinfo else event.local(value)
+    if isinstance(value, Text):
+        return value(lang)
+    if isinstance(value, Mapping):
+        return {k: _localise(v, event, lang) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_localise(v, event, lang) for v in value]
+    return value
+
+
+def build_context(
+    event: Event,
+    delegate: Delegate,
+    rule_id: str | None,
+    links: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything a template needs, with times local to the event and texts in the delegate's language."""
+    lang = _lang(delegate.language)
+    items = [_item_view(event, i, lang) for i in event.items]
+    bus = next((i for i in items if i.kind == "bus"), None)
+    start, end = event.local(event.event.start), event.local(event.event.end)
+    context: dict[str, Any] = {
+        "event": event,
+        "event_name": event.event.name(lang),
+        "network": event.event.network,
+        "venue": event.event.venue,
+        "start": start,
+        "end": end,
+        "dates": day_span(start.date(), end.date(), lang),
+        "rsvp_deadline": event.local(event.event.rsvp_deadline),
+        "rule_id": rule_id,
+        "delegate": delegate,
+        "lang": lang,
+        "name": delegate.name,
+        "first_name": delegate.first_name,
+        "stop": _delegate_stop(event, delegate),
+        "stops": [_stop_view(event, s) for s in sorted(event.stops, key=lambda s: s.time)],
+        "bus": bus,
+        # Those who skip the bus meet us at the first item after it (lunch on day 1).
+        "meet": next((i for i in sorted(items, key=lambda i: i.start) if i.kind != "bus"), None),
+        "dinner": next((i for i in items if i.kind == "dinner"), None),
+        "session": _session(event, items, delegate.role),
+        "duty": _contact_view(event.duty_contact, lang),
+        "contacts": [_contact_view(c, lang) for c in event.contacts],
+        "days": _days(items),
+        "survey": [QuestionView(q.id, q.kind, q.text(lang)) for q in event.survey],
+        "links": dict(links),
+    }
+    context.update(_localise(dict(extra or {}), event, lang))
+    return context
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+def template_path(lang: str, name: str, part: str) -> str:
+    """The loader name of one part: part is "subject.txt", "txt", "html" or "sms.txt"."""
+    return f"{lang}/{name}.{part}"
+
+
+def _render(env: jinja2.Environment, path: str, context: Mapping[str, Any]) -> str:
+    return env.get_template(path).render(context)
+
+
+def one_line(text: str) -> str:
+    """A subject is a single line, however the template wraps it."""
+    return " ".join(text.split())
+
+
+# Typography that is right in an email but would push a whole SMS into UCS-2 (70 characters a part).
+_GSM_PLAIN = str.maketrans(
+    {"–": "-", "—": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "\u00a0": " "}
+)
+
+
+def sms_text(text: str) -> str:
+    """Template lines joined with spaces, a blank line a line break; typography and accents made GSM-7."""
+    paragraphs = re.split(r"\n\s*\n", gsm_friendly(text.strip()))
+    return "\n".join(one_line(p) for p in paragraphs if p.strip())
+
+
+def gsm_friendly(text: str) -> str:
+    """Dashes and quotes made plain, and a letter outside GSM-7 written without its accent when that fits.
+
+    One "Zoë" would otherwise turn the whole text into UCS-2 and a one-part SMS into three. Scripts with
+    no GSM-7 form (Cyrillic, emoji) are left alone: they are sent as UCS-2.
+    """
+    out = []
+    for char in text.translate(_GSM_PLAIN):
+        if char not in GSM7_BASIC and char not in GSM7_EXTENSION:
+            base = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
+            char = base if base and all(c in GSM7_BASIC for c in base) else char
+        out.append(char)
+    return "".join(out)
+
+
+def render_email(
+    env: jinja2.Environment,
+    event: Event,
+    delegate: Delegate,
+    template: str,
+    *,
+    key: str,
+    links: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+    ics: bytes | None = None,
+) -> EmailMessage:
+    """The three parts of `template` in the delegate's language, with the .ics attached when given."""
+    if not delegate.email:
+        raise ValueError(f"delegate {delegate.id} has no email address")
+    context = build_context(event, delegate, None, links, extra)
+    lang = context["lang"]
+    attachments = (_ics_attachment(event, ics),) if ics is not None else ()
+    return EmailMessage(
+        key=key,
+        to=delegate.email,
+        to_name=delegate.name,
+        subject=one_line(_render(env, template_path(lang, template, "subject.txt"), context)),
+        text=_render(env, template_path(lang, template, "txt"), context).strip() + "\n",
+        html=_render(env, template_path(lang, template, "html"), context),
+        attachments=attachments,
+    )
+
+
+def _ics_attachment(event: Event, ics: bytes) -> Attachment:
+    # The METHOD inside the file must match the MIME parameter, or Outlook ignores the invitation.
+    found = re.search(rb"^METHOD:(\w+)", ics, re.MULTILINE)
+    method = found.group(1).decode() if found else "PUBLISH"
+    return Attachment(f"{event.event.id}.ics", f"text/calendar; method={method}; charset=utf-8", ics)
+
+
+def render_sms(
+    env: jinja2.Environment,
+    event: Event,
+    delegate: Delegate,
+    template: str,
+    *,
+    key: str,
+    links: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+    status_callback: str | None = None,
+) -> SmsMessage:
+    """The SMS part of `template` in the delegate's language."""
+    if not delegate.phone:
+        raise ValueError(f"delegate {delegate.id} has no phone number")
+    context = build_context(event, delegate, None, links, extra)
+    body = sms_text(_render(env, template_path(context["lang"], template, "sms.txt"), context))
+    return SmsMessage(key=key, to=delegate.phone, body=body, status_callback=status_callback)
+
+
+# -- SMS segments (GSM 03.38) --------------------------------------------------------------------
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")  # each is ESC + a septet: two units
+
+
+@dataclass(frozen=True)
+class Segments:
+    encoding: Literal["GSM-7", "UCS-2"]
+    units: int  # septets for GSM-7, UTF-16 code units for UCS-2
+    segments: int
+
+
+def sms_segments(text: str) -> Segments:
+    """How a text travels: GSM-7 when every character fits, else UCS-2 (UTF-16, emoji count twice)."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        units = sum(2 if c in GSM7_EXTENSION else 1 for c in text)
+        return Segments("GSM-7", units, _count(units, single=160, multi=153))
+    units = len(text.encode("utf-16-le")) // 2
+    return Segments("UCS-2", units, _count(units, single=70, multi=67))
+
+
+def _count(units: int, *, single: int, multi: int) -> int:
+    # Concatenated texts give up 7 septets (or 3 UTF-16 units) of each part to the UDH header.
+    if units <= single:
+        return 1
+    return -(-units // multi)
+
+
+# -- the calendar file ----------------------------------------------------------------------------
+
+
+def event_ics(
+    event: Event,
+    *,
+    sequence: int = 0,
+    method: str = "REQUEST",
+    stamp: datetime | None = None,
+    language: str | None = None,
+) -> bytes:
+    """The event as one VEVENT with a stable UID: a later SEQUENCE updates the same calendar entry.
+
+    One VEVENT for the whole meeting, not one per day: an iTIP REQUEST carries a single UID, Outlook and
+    Gmail act on one event per invitation, and one UID is one entry to update or cancel. `stamp`
+    (DTSTAMP) defaults to the event's start so the same input gives the same bytes; callers pass the
+    message's due time.
+    """
+    lang = _lang(language or event.event.default_language)
+    start, end = event.local(event.event.start), event.local(event.event.end)
+    venue = event.event.venue
+    organiser = event.contact("secretariat") if _has_contact(event, "secretariat") else event.duty_contact
+    vevent = icalendar.Event()
+    vevent.add("uid", f"{event.event.id}@kallelse")
+    vevent.add("sequence", sequence)
+    vevent.add("dtstamp", (stamp or start).astimezone(UTC))
+    vevent.add("dtstart", start)
+    vevent.add("dtend", end)
+    vevent.add("summary", event.event.name(lang))
+    vevent.add("location", f"{venue.name}, {venue.address}, {venue.city}")
+    vevent.add("description", _ics_description(event, lang))
+    organizer = icalendar.vCalAddress(f"mailto:{organiser.email}")
+    organizer.params["cn"] = icalendar.vText(organiser.name)
+    vevent.add("organizer", organizer)
+    vevent.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    vevent.add("transp", "OPAQUE")
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//kallelse//kallelse//EN")
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", method)
+    cal.add_component(_vtimezone(event, start, end))  # before the VEVENT: Outlook reads it first
+    cal.add_component(vevent)
+    return cal.to_ical()
+
+
+def _has_contact(event: Event, contact_id: str) -> bool:
+    return any(c.id == contact_id for c in event.contacts)
+
+
+def _vtimezone(event: Event, start: datetime, end: datetime) -> icalendar.Timezone:
+    # Only the transitions of the event's year(s): a short VTIMEZONE that Outlook and Google both read.
+    return icalendar.Timezone.from_tzinfo(
+        event.tz,
+        tzid=event.event.timezone,
+        first_date=date(start.year, 1, 1),
+        last_date=date(end.year + 1, 1, 1),
+    )
+
+
+def _ics_description(event: Event, lang: str) -> str:
+    lines: list[str] = []
+    for d in _days(_item_view(event, i, lang) for i in event.items):
+        lines += ["", day(d.date, lang).upper()] if lines else [day(d.date, lang).upper()]
+        lines += [f"{clock(i.start, lang)} {i.title}" for i in d.items]
+    duty = event.duty_contact
+    ask = "Questions" if lang == "en" else "Frågor"
+    lines += ["", f"{ask}: {duty.name}, {phone(duty.phone, lang)}, {duty.email}"]
+    return "\n".join(lines)
+
+
+# -- checking every template ----------------------------------------------------------------------
+
+_PARTS = {"email": ("subject.txt", "txt", "html"), "sms": ("sms.txt",)}
+
+
+def check_templates(
+    env: jinja2.Environment,
+    event: Event,
+    delegates: Iterable[Delegate],
+    *,
+    links: Mapping[str, str],
+    prefix: str = "templates",
+) -> list[str]:
+    """Render every rule's templates in every language for every delegate; return the problems found.
+
+    Each delegate is rendered in both languages (not just their own), so a later change of language
+    cannot reveal a broken template. Templates must render for every delegate, not just the rule's
+    audience: a delegate's stop or role may change after the plan was made.
+    """
+    people = list(delegates)
+    problems: dict[str, None] = {}  # ordered and without repeats (two rules may share a template)
+    for rule, lang, path in _rule_templates(event):
+        if not _exists(env, path):
+            problems[f"{prefix}/{path}: missing template file"] = None
+            continue
+        limit = rule.max_segments or event.event.sms_max_segments
+        for delegate in people:
+            as_lang = dataclasses.replace(delegate, language=lang)
+            found = _check_one(env, event, rule.id, as_lang, path, links, limit)
+            if found:
+                problems[f"{prefix}/{path}: {found}"] = None
+    return list(problems)
+
+
+def _rule_templates(event: Event) -> Iterable[tuple[Rule, Language, str]]:
+    for rule in event.rules:
+        for channel in rule.channels:
+            for lang in LANGUAGES:
+                for part in _PARTS[channel]:
+                    yield rule, lang, template_path(lang, rule.template, part)
+
+
+def _exists(env: jinja2.Environment, path: str) -> bool:
+    try:
+        env.get_template(path)
+    except jinja2.TemplateNotFound:
+        return False
+    except jinja2.TemplateSyntaxError:
+        return True  # there, but broken: reported when rendered
+    return True
+
+
+def _check_one(
+    env: jinja2.Environment,
+    event: Event,
+    rule_id: str,
+    delegate: Delegate,
+    path: str,
+    links: Mapping[str, str],
+    limit: int,
+) -> str | None:
+    try:
+        text = _render(env, path, build_context(event, delegate, rule_id, links))
+    except jinja2.TemplateSyntaxError as e:
+        return f"line {e.lineno} of {e.name or path}: {e.message}"
+    except (jinja2.TemplateError, ValueError) as e:
+        return f"delegate {delegate.id}: {e}"
+    if not path.endswith(".sms.txt"):
+        return None
+    seg = sms_segments(sms_text(text))
+    if seg.segments <= limit:
+        return None
+    return (
+        f"delegate {delegate.id}: {seg.segments} SMS segments ({seg.encoding}, {seg.units} units), "
+        f"rule {rule_id!r} allows {limit}"
+    )

@@ -1,0 +1,164 @@
+"""`kallelse simulate`: the whole plan on a virtual clock, through the real actors and channels.
+
+It copies the delegates into a scratch database (DATA_DIR/simulation.sqlite3, made anew each run) so the
+real ledger is untouched, then jumps the clock from one due time to the next: at each, the scheduler's own
+`tick` queues what is due and in-process dramatiq workers deliver it. Nothing waits for real time except
+retry backoffs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import func, select
+
+from pipeline import actors
+from pipeline.broker import middleware
+from pipeline.delegates import Delegate
+from pipeline.runtime import Runtime
+from pipeline.scheduler import replan, tick
+from pipeline.settings import Settings
+from pipeline.store import ledger, open_store
+from pipeline.store.models import LedgerRow
+from pipeline.store.people import upsert_delegates
+
+Progress = Callable[[int, int], None]  # (handled so far, total)
+
+
+class VirtualClock:
+    def __init__(self, start: datetime):
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, at: datetime) -> None:
+        with self._lock:
+            self._now = max(self._now, at)
+
+
+@dataclass
+class Report:
+    start: datetime
+    end: datetime
+    totals: dict[str, int] = field(default_factory=dict)
+    # (rule, channel) → state → count, and (rule, channel, state) → reason → count
+    by_rule: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    reasons: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "from": self.start.isoformat(),
+            "until": self.end.isoformat(),
+            "totals": self.totals,
+            "rules": [
+                {
+                    "rule": rule,
+                    "channel": channel,
+                    "counts": counts,
+                    "reasons": {
+                        state: reasons
+                        for (r, c, state), reasons in self.reasons.items()
+                        if (r, c) == (rule, channel)
+                    },
+                }
+                for (rule, channel), counts in sorted(self.by_rule.items())
+            ],
+        }
+
+
+def simulate(
+    settings: Settings,
+    delegates: list[Delegate],
+    start: datetime | None = None,
+    until: datetime | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    scratch = settings.data_dir / "simulation.sqlite3"
+    for path in (scratch, scratch.with_name(scratch.name + "-wal"), scratch.with_name(scratch.name + "-shm")):
+        path.unlink(missing_ok=True)
+    sim_settings = settings.model_copy(update={"database_url": f"sqlite:///{scratch}", "broker_url": ""})
+    store = open_store(sim_settings.effective_database_url)
+    clock = VirtualClock(start or datetime(1970, 1, 1, tzinfo=UTC))
+    rt = Runtime(sim_settings, store=store, clock=clock)
+    with store.session() as session:
+        upsert_delegates(session, delegates, clock())
+    if start is None:
+        clock.set(_first_due(rt) - timedelta(seconds=1))
+    began = clock()
+    replan(rt, began)
+    try:
+        _run(rt, clock, until, progress)
+        return _report(rt, clock(), began, until)
+    finally:
+        store.close()
+
+
+def _first_due(rt: Runtime) -> datetime:
+    from pipeline.planner import plan
+    from pipeline.store.people import load_delegates
+
+    with rt.store.session() as session:
+        sends = plan(rt.event, load_delegates(session), {}, datetime(1970, 1, 1, tzinfo=UTC))
+    return min((s.due_at for s in sends), default=datetime.now(UTC))
+
+
+def _run(rt: Runtime, clock: VirtualClock, until: datetime | None, progress: Progress | None) -> None:
+    broker = StubBroker(middleware=middleware(), fail_fast_default=False)
+    broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
+    deliver = actors.declare(rt, broker)
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
+    worker.start()
+    total = _count(rt, None)
+    try:
+        while True:
+            with rt.store.session() as session:
+                due = ledger.next_due(session)
+            if due is None or (until is not None and due > until):
+                break
+            clock.set(due)
+            tick(rt, clock(), deliver.send)
+            broker.join(actors.QUEUE)
+            worker.join()
+            if progress:
+                progress(total - _count(rt, "planned"), total)
+    finally:
+        worker.stop()
+        broker.close()
+
+
+def _count(rt: Runtime, state: str | None) -> int:
+    query = select(func.count()).select_from(LedgerRow)
+    if state:
+        query = query.where(LedgerRow.state == state)
+    with rt.store.session() as session:
+        return session.scalar(query) or 0
+
+
+def _report(rt: Runtime, end: datetime, start: datetime, until: datetime | None) -> Report:
+    report = Report(start=start, end=until or end)
+    by_rule: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    reasons: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    totals: dict[str, int] = defaultdict(int)
+    query = select(
+        LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason, func.count()
+    ).group_by(LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason)
+    with rt.store.session() as session:
+        for rule, channel, state, reason, n in session.execute(query).tuples():
+            by_rule[(rule, channel)][state] += n
+            totals[state] += n
+            if state != "sent" and reason:
+                reasons[(rule, channel, state)][reason] += n
+    report.totals = dict(totals)
+    report.by_rule = {k: dict(v) for k, v in by_rule.items()}
+    report.reasons = {k: dict(v) for k, v in reasons.items()}
+    return report

@@ -1,0 +1,289 @@
+"""Rendering: SMS segment counting, templates for every rule in both languages, and the event's .ics."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import icalendar
+import jinja2
+import pytest
+
+from pipeline.delegates import Delegate
+from pipeline.render import (
+    Segments,
+    build_context,
+    check_templates,
+    event_ics,
+    make_env,
+    render_email,
+    render_sms,
+    sms_segments,
+)
+from pipeline.timetable import Event, load_event
+
+ROOT = Path(__file__).resolve().parent.parent
+LINKS = {
+    "rsvp_url": "https://kallelse.example.se/r/eyJkIjoiZC0xIn0.AbCdEfGhIjKl",
+    "survey_url": "https://kallelse.example.se/s/eyJkIjoiZC0xIn0.AbCdEfGhIjKl",
+    "optout_url": "https://kallelse.example.se/o/eyJkIjoiZC0xIn0.AbCdEfGhIjKl",
+}
+LOGISTICS = ("day_before", "pickup", "dinner", "day2_room")
+RULE_TEMPLATES = (
+    "invitation",
+    "rsvp_reminder",
+    "practical",
+    "day_before",
+    "pickup",
+    "dinner",
+    "day2_room",
+    "survey",
+    "survey_reminder",
+)
+# Long first names on purpose: the logistics texts must stay in one part for real people.
+DELEGATES = (
+    Delegate("d-1", "Marie-Louise Åkerström", "ml@skelleftea.se", "+46701234501", stop="hotel", role="kso"),
+    Delegate("d-2", "Christoffer Öhrström", "co@lulea.se", "+46701234502", stop="airport"),
+    Delegate("d-3", "Åsa Lind", "asa@boden.se", "+46701234503", role="kso"),
+    Delegate("d-4", "Karl-Fredrik Ek", "kfe@kiruna.se", "+46701234504", stop="airport", role="official"),
+    Delegate("d-5", "Ingrid Björk", "ingrid@gallivare.se", None, stop="hotel"),
+    Delegate("d-6", "Zoë Nyström", None, "+46701234506", stop="airport"),
+)
+EXTRA = {
+    "text": "Bussen från The Wood Hotel är tio minuter sen.",
+    "changes": [
+        {
+            "what": "Bussen från The Wood Hotel",
+            "old": datetime(2021, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm")),
+            "new": datetime(2021, 11, 25, 8, 15, tzinfo=UTC),  # 09.15 local: the context converts it
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def event() -> Event:
+    return load_event(ROOT / "config" / "event.toml")
+
+
+@pytest.fixture(scope="module")
+def env() -> jinja2.Environment:
+    return make_env(ROOT / "templates")
+
+
+def each_language(delegates=DELEGATES):
+    return [dataclasses.replace(d, language=lang) for d in delegates for lang in ("sv", "en")]
+
+
+# -- SMS segments ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "units", "segments"),
+    [
+        ("Hej!", "GSM-7", 4, 1),
+        ("Bussen går från Skellefteå, Åre, Ängelholm och Örebro", "GSM-7", 53, 1),
+        ("é É ü Ü ñ Ñ à Ø æ ß @ £ $ ¥ ¿ ¡ § Δ", "GSM-7", 35, 1),
+        ("{}", "GSM-7", 4, 1),  # extension characters take an escape septet each
+        ("€10 [a] ~b~ ^c^ |d| \\", "GSM-7", 31, 1),  # 21 characters, 10 of them from the extension
+        ("a" * 160, "GSM-7", 160, 1),
+        ("a" * 161, "GSM-7", 161, 2),
+        ("ö" * 306, "GSM-7", 306, 2),
+        ("ö" * 307, "GSM-7", 307, 3),
+        ("a" * 159 + "€", "GSM-7", 161, 2),  # the euro sign tips 159 septets over the edge
+        ("Hej 👋", "UCS-2", 6, 1),  # an emoji is two UTF-16 units
+        ("Привет", "UCS-2", 6, 1),
+        ("a" * 69 + "ж", "UCS-2", 70, 1),
+        ("a" * 70 + "ж", "UCS-2", 71, 2),
+        ("ж" * 134, "UCS-2", 134, 2),
+        ("ж" * 135, "UCS-2", 135, 3),
+        ("Samtal – kl. 10.15", "UCS-2", 18, 1),  # an en dash is not GSM-7: templates' text is normalised
+    ],
+)
+def test_sms_segments_are_counted_as_gsm_03_38_says(text, encoding, units, segments):
+    """GSM-7 counts septets (extension characters twice), UCS-2 counts UTF-16 units, with UDH limits."""
+    assert sms_segments(text) == Segments(encoding, units, segments)
+
+
+def test_a_rendered_sms_replaces_dashes_and_accents_that_would_force_ucs2(env, event):
+    """The en dash in "25–26" and the ë in "Zoë" are written so the text stays GSM-7."""
+    zoe = DELEGATES[5]
+    sms = render_sms(env, event, zoe, "invitation", key="k", links=LINKS)
+    assert "Zoe" in sms.body and "25-26 november" in sms.body
+    assert sms_segments(sms.body).encoding == "GSM-7"
+
+
+# -- templates ------------------------------------------------------------------------------------
+
+
+def test_a_missing_variable_fails_the_render_instead_of_printing_nothing(env, event):
+    """StrictUndefined: a template that uses a link the caller did not give fails loudly."""
+    without_rsvp = {k: v for k, v in LINKS.items() if k != "rsvp_url"}
+    with pytest.raises(jinja2.UndefinedError, match="rsvp_url"):
+        render_email(env, event, DELEGATES[0], "invitation", key="k", links=without_rsvp)
+
+
+def test_check_templates_names_the_file_and_delegate_of_a_missing_variable(event, tmp_path):
+    """A broken template is reported as `templates/<lang>/<name>: delegate <id>: ... is undefined`."""
+    for lang in ("sv", "en"):
+        (tmp_path / lang).mkdir()
+        (tmp_path / lang / "pickup.sms.txt").write_text("Hej {{ foo }}")
+    only_pickup = event.model_copy(
+        update={"rules": [event.rule("pickup").model_copy(update={"channels": ["sms"]})]}
+    )
+    problems = check_templates(make_env(tmp_path), only_pickup, [DELEGATES[2]], links=LINKS)
+    assert "templates/sv/pickup.sms.txt: delegate d-3: 'foo' is undefined" in problems
+
+
+def test_check_templates_reports_missing_files_and_sms_over_the_segment_limit(event, tmp_path):
+    """No template file, or a text longer than the rule allows, is a problem with the file's name."""
+    (tmp_path / "sv").mkdir()
+    (tmp_path / "sv" / "pickup.sms.txt").write_text("x" * 161)
+    only_pickup = event.model_copy(
+        update={"rules": [event.rule("pickup").model_copy(update={"channels": ["sms"]})]}
+    )
+    problems = check_templates(make_env(tmp_path), only_pickup, [DELEGATES[0]], links=LINKS)
+    assert "templates/en/pickup.sms.txt: missing template file" in problems
+    assert any(p.startswith("templates/sv/pickup.sms.txt: delegate d-1: 2 SMS segments") for p in problems)
+
+
+def test_the_shipped_templates_pass_the_check_for_every_kind_of_delegate(env, event):
+    """Every rule's templates render in sv and en for each delegate, and every SMS is within its limit."""
+    assert check_templates(env, event, DELEGATES, links=LINKS) == []
+
+
+def test_html_escapes_a_delegate_name_but_plain_text_and_sms_do_not(env, event):
+    """A name like <script> is escaped in the HTML part only; the text parts show it as written."""
+    bad = dataclasses.replace(DELEGATES[0], name="<script>alert(1)</script> Berg")
+    email = render_email(env, event, bad, "day_before", key="k", links=LINKS)
+    assert "<script>" not in email.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
+    assert "<script>alert(1)</script>" in email.text
+
+
+@pytest.mark.parametrize("template", [*RULE_TEMPLATES, "broadcast", "change_notice"])
+def test_every_email_template_renders_in_both_languages_for_every_delegate(env, event, template):
+    """Subject on one line, a text part, and an HTML part built on the shared phone-friendly layout."""
+    for delegate in each_language([d for d in DELEGATES if d.email]):
+        email = render_email(env, event, delegate, template, key="k", links=LINKS, extra=EXTRA)
+        assert email.subject and "\n" not in email.subject
+        assert email.to == delegate.email and email.text.strip()
+        assert "max-width:600px" in email.html
+        assert "<script" not in email.html and "src=" not in email.html  # no external images or scripts
+        assert "{{" not in email.text + email.html
+
+
+SMS_TEMPLATES = (*RULE_TEMPLATES[:2], *RULE_TEMPLATES[3:], "broadcast", "change_notice")
+
+
+@pytest.mark.parametrize("template", SMS_TEMPLATES)
+def test_every_sms_template_renders_in_both_languages_for_every_delegate(env, event, template):
+    """SMS texts have no stray whitespace and stay within two parts (one for logistics, below)."""
+    for delegate in each_language([d for d in DELEGATES if d.phone]):
+        sms = render_sms(env, event, delegate, template, key="k", links=LINKS, extra=EXTRA)
+        assert sms.body == sms.body.strip() and "  " not in sms.body
+        assert sms_segments(sms.body).segments <= 2
+
+
+@pytest.mark.parametrize("template", LOGISTICS)
+def test_every_logistics_sms_is_a_single_gsm7_segment(env, event, template):
+    """Day-before, pickup, dinner and room texts fit in 160 septets with å ä ö, in Swedish and English."""
+    for delegate in each_language([d for d in DELEGATES if d.phone]):
+        body = render_sms(env, event, delegate, template, key="k", links=LINKS).body
+        counted = sms_segments(body)
+        assert (counted.encoding, counted.segments) == ("GSM-7", 1), f"{counted.units} septets: {body}"
+
+
+def test_swedish_texts_write_times_as_kl_09_00_and_english_as_09_00(env, event):
+    """Local times: "kl. 09.00" and "torsdag 25 november" in Swedish, "09:00" in English."""
+    hotel = DELEGATES[0]
+    sv = render_email(env, event, hotel, "practical", key="k", links=LINKS)
+    en = render_email(
+        env, event, dataclasses.replace(hotel, language="en"), "practical", key="k", links=LINKS
+    )
+    assert "torsdag 25 november kl. 09.00" in sv.text
+    assert "Thursday 25 November at 09:00" in en.text
+
+
+def test_the_pickup_text_gives_the_delegates_own_stop_and_whom_to_call(env, event):
+    """The airport rider hears "ca kl. 09.30" at the airport; the duty contact's name and phone follow."""
+    sms = render_sms(env, event, DELEGATES[1], "pickup", key="k", links=LINKS)
+    assert "ca kl. 09.30" in sms.body and "Skellefteå flygplats" in sms.body
+    assert "Johan Scherlin 070-919 71 35" in sms.body
+    hotel = render_sms(env, event, DELEGATES[0], "pickup", key="k", links=LINKS)
+    assert "kl. 09.00 från The Wood Hotel" in hotel.body
+
+
+def test_the_day2_room_text_tells_a_kso_and_an_official_their_own_room(env, event):
+    """A KSO is sent to the politicians' talk, everyone else to the officials' talk, at kl. 10.15."""
+    kso = render_sms(env, event, DELEGATES[0], "day2_room", key="k", links=LINKS).body
+    official = render_sms(env, event, DELEGATES[1], "day2_room", key="k", links=LINKS).body
+    assert "kl. 10.15" in kso and "Samtal för KSO-er" in kso and "Sal Skellefteå" in kso
+    assert "Samtal för tjänstemän" in official and "Sal Kåge" in official
+
+
+def test_the_invitation_lists_both_days_with_speakers_and_asks_for_an_answer(env, event):
+    """The email has both days, the personal RSVP link and JA/NEJ by reply; the SMS asks for JA or NEJ."""
+    email = render_email(env, event, DELEGATES[2], "invitation", key="k", links=LINKS)
+    for expected in (
+        "TORSDAG 25 NOVEMBER",
+        "FREDAG 26 NOVEMBER",
+        "Ellen Heldahl",
+        "Karin Bodin",
+        LINKS["rsvp_url"],
+    ):
+        assert expected in email.text
+    assert "JA eller NEJ" in email.text
+    assert (
+        "Svara JA eller NEJ" in render_sms(env, event, DELEGATES[2], "invitation", key="k", links=LINKS).body
+    )
+
+
+def test_a_change_notice_tells_the_new_local_time(env, event):
+    """An aware UTC time in `extra` is shown in the event's zone: 08:15Z is kl. 09.15 in Skellefteå."""
+    sms = render_sms(env, event, DELEGATES[0], "change_notice", key="k", links=LINKS, extra=EXTRA)
+    assert "nu kl. 09.15 (tidigare kl. 09.00)" in sms.body
+
+
+def test_the_context_has_local_times_and_the_delegates_session(event):
+    """Times in the context are aware and local; the session is found from the breakout item."""
+    ctx = build_context(event, DELEGATES[0], "pickup", LINKS)
+    assert ctx["stop"].time == datetime(2021, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    assert ctx["session"].room == "Sal Skellefteå"
+    assert [d.date.day for d in ctx["days"]] == [25, 26]
+
+
+# -- the calendar file -------------------------------------------------------------------------------
+
+
+def test_the_ics_is_byte_identical_for_the_same_input(event):
+    """DTSTAMP comes from the input, not the clock, so two renders give the same bytes."""
+    stamp = datetime(2021, 10, 7, 7, 0, tzinfo=UTC)
+    assert event_ics(event, sequence=2, stamp=stamp) == event_ics(event, sequence=2, stamp=stamp)
+    assert event_ics(event) == event_ics(event)
+
+
+def test_the_ics_parses_back_with_a_stable_uid_sequence_and_local_start(event):
+    """One VEVENT, UID from the event id, SEQUENCE as given, starting 2021-11-25 09:00 Europe/Stockholm."""
+    cal = icalendar.Calendar.from_ical(event_ics(event, sequence=3))
+    (vevent,) = cal.walk("VEVENT")
+    assert str(vevent["UID"]) == "sik-2021@kallelse"
+    assert int(vevent["SEQUENCE"]) == 3
+    start = vevent.decoded("DTSTART")
+    assert start == datetime(2021, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    assert vevent["DTSTART"].params["TZID"] == "Europe/Stockholm"
+    assert cal.walk("VTIMEZONE"), "a VTIMEZONE lets Outlook place the time correctly"
+    assert "The Wood Hotel" in str(vevent["LOCATION"]) and "Torggatan 3" in str(vevent["LOCATION"])
+    assert "johan.scherlin@oxelosund.se" in str(vevent["ORGANIZER"])
+    assert str(cal["METHOD"]) == "REQUEST"
+
+
+def test_an_invitation_email_carries_the_ics_with_a_matching_method(env, event):
+    """The attachment's MIME type names the same METHOD as the calendar inside it."""
+    ics = event_ics(event, sequence=1, method="REQUEST")
+    email = render_email(env, event, DELEGATES[0], "invitation", key="k", links=LINKS, ics=ics)
+    (attachment,) = email.attachments
+    assert attachment.data == ics
+    assert attachment.content_type.startswith("text/calendar; method=REQUEST")
