@@ -1,0 +1,147 @@
+"""Email over SMTP with smtplib: one connection reused across messages.
+
+Thread-safety: an `SmtpChannel` holds one live connection and is NOT thread-safe. Give each worker thread
+its own instance (e.g. in a `threading.local`); `close()` it when the thread ends.
+
+Reuse: before a message goes over a connection that has been used before, a NOOP checks that the server has
+not closed it (idle timeouts, per-connection limits); if it has, the channel reconnects once. The check comes
+before any of the message is sent, so reconnecting can never send a message twice. A connection lost *during*
+a send is reported as transient: the server may or may not have taken the message (the Message-ID is the
+same on a retry, which lets receiving servers drop the duplicate).
+
+Errors: SMTP 4xx -> TransientDeliveryError, 5xx -> PermanentDeliveryError (code = the SMTP code);
+timeouts and network errors -> TransientDeliveryError.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from typing import Literal
+
+from pipeline.channels.base import EmailMessage, Receipt
+from pipeline.channels.mime import build_mime
+from pipeline.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+
+log = logging.getLogger(__name__)
+
+Security = Literal["none", "starttls", "tls"]
+
+
+class SmtpChannel:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        security: Security = "starttls",
+        user: str = "",
+        password: str = "",
+        sender: str = "kallelse@localhost",
+        reply_to: str | None = None,
+        timeout: float = 30.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ):
+        if security not in ("none", "starttls", "tls"):
+            raise ValueError(f"SMTP security must be none, starttls or tls, not {security!r}")
+        self.host, self.port, self.security = host, port, security
+        self.user, self.password = user, password
+        self.sender, self.reply_to, self.timeout = sender, reply_to, timeout
+        self.ssl_context = ssl_context
+        self.local_hostname = local_hostname
+        self._conn: smtplib.SMTP | None = None
+        self._used = False  # has the current connection carried a message (so it may have gone stale)?
+
+    def send(self, message: EmailMessage) -> Receipt:
+        mime = build_mime(message, sender=self.sender, reply_to=self.reply_to)
+        try:
+            conn = self._ready_connection()
+            self._used = True
+            conn.send_message(mime)
+        except DeliveryError:
+            raise
+        except Exception as e:
+            self._drop_if_broken(e)
+            raise _translate(e, message.key) from e
+        log.info("smtp accepted %s as %s", message.key, mime["Message-ID"])
+        return Receipt(provider_id=str(mime["Message-ID"]), status="sent")
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()  # the server went first; nothing left to say
+
+    def _ready_connection(self) -> smtplib.SMTP:
+        if self._conn is not None and self._used and not self._alive(self._conn):
+            log.info("smtp connection to %s:%s was closed by the server; reconnecting", self.host, self.port)
+            self._conn.close()
+            self._conn = None
+        if self._conn is None:
+            self._conn = self._connect()
+            self._used = False
+        return self._conn
+
+    @staticmethod
+    def _alive(conn: smtplib.SMTP) -> bool:
+        try:
+            return conn.noop()[0] == 250
+        except (smtplib.SMTPServerDisconnected, OSError):
+            return False
+
+    def _connect(self) -> smtplib.SMTP:
+        context = self.ssl_context or ssl.create_default_context()
+        conn: smtplib.SMTP
+        if self.security == "tls":
+            conn = smtplib.SMTP_SSL(
+                self.host, self.port, self.local_hostname, timeout=self.timeout, context=context
+            )
+        else:
+            conn = smtplib.SMTP(self.host, self.port, self.local_hostname, timeout=self.timeout)
+        try:
+            conn.ehlo()
+            if self.security == "starttls":
+                conn.starttls(context=context)
+                conn.ehlo()
+            if self.user:
+                conn.login(self.user, self.password)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _drop_if_broken(self, error: Exception) -> None:
+        # After an SMTP reply the session is still in step (smtplib sent RSET); after anything else it isn't.
+        in_step = isinstance(error, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused)
+        if not in_step and self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _translate(error: Exception, key: str) -> DeliveryError:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(error.recipients.values()), (0, b""))
+        return _by_code(code, reply, key)
+    if isinstance(error, smtplib.SMTPResponseException):
+        return _by_code(error.smtp_code, error.smtp_error, key)
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        # e.g. STARTTLS or AUTH configured but not offered: a setting is wrong, retrying won't fix it.
+        return PermanentDeliveryError(
+            f"smtp server lacks a feature we need for {key}: {error}", code="config"
+        )
+    if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
+        # smtplib turns a read timeout into SMTPServerDisconnected; the timeout survives as its context.
+        return TransientDeliveryError(f"smtp timed out for {key}: {error}", code="timeout")
+    return TransientDeliveryError(f"smtp failed for {key}: {type(error).__name__}: {error}", code="network")
+
+
+def _by_code(code: int, reply: bytes | str, key: str) -> DeliveryError:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    detail = f"smtp {code} for {key}: {text}"
+    if 500 <= code < 600:
+        return PermanentDeliveryError(detail, code=str(code))
+    return TransientDeliveryError(detail, code=str(code))  # 4xx, and odd codes like -1 from smtplib

@@ -1,0 +1,125 @@
+"""SMS through Twilio's Messages API with the official twilio library.
+
+Thread-safety: each `TwilioSms` owns one `twilio.rest.Client` whose `TwilioHttpClient` (a requests Session)
+is not thread-safe. Give each worker thread its own instance.
+
+`api_url` replaces Twilio's API base URL (staging, or the local fake in tests): the library reads
+`client.api.base_url` on every request. The HTTP client always has a timeout; the library's default is none.
+
+Errors are translated here and nowhere else:
+- HTTP 429, Twilio code 20429, HTTP 5xx, timeouts, connection errors -> TransientDeliveryError
+- any other 4xx (21211 invalid number, 21610 opted out, 21614 not a mobile, 21408 region not enabled,
+  401/403/404) -> PermanentDeliveryError(code=<twilio code>)
+A TransientDeliveryError whose code is in MAYBE_SENT_CODES ("timeout", "disconnected") is ambiguous: the
+request went out but no answer came back, so Twilio may have accepted the SMS. Reconcile (list Messages by
+To and DateSent) before sending it again. Code "network" means nothing reached Twilio.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urljoin
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.exceptions import ProtocolError
+
+from pipeline.channels.base import Receipt, SmsMessage
+from pipeline.channels.outbox import mask_phone
+from pipeline.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+
+log = logging.getLogger(__name__)
+
+# The library logs every request at INFO, query strings (which hold phone numbers) included.
+_http_log = logging.getLogger(__name__ + ".http")
+_http_log.setLevel(logging.WARNING)
+
+# Codes of a TransientDeliveryError after which the SMS may still have been accepted: reconcile, don't resend.
+MAYBE_SENT_CODES = frozenset({"timeout", "disconnected"})
+
+# Twilio answers these with a 4xx status, yet waiting helps: too many requests, the From number's queue full.
+_TRANSIENT_CODES = {20429, 21611}
+
+
+class TwilioSms:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_url: str | None = None,
+        timeout: float = 15.0,
+        status_callback_base: str | None = None,
+    ):
+        if not (from_number or messaging_service_sid):
+            raise ValueError("TwilioSms needs a from_number or a messaging_service_sid")
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.status_callback_base = status_callback_base
+        self.client = Client(
+            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout, logger=_http_log)
+        )
+        if api_url:
+            self.client.api.base_url = api_url.rstrip("/")
+            # TWILIO_EDGE / TWILIO_REGION in the environment would otherwise rewrite the host we were given.
+            self.client.edge = self.client.region = None
+
+    def send(self, message: SmsMessage) -> Receipt:
+        try:
+            created = self.client.messages.create(**self._params(message))
+        except (TwilioException, requests.RequestException) as e:
+            raise _translate(e, message) from e
+        log.info("twilio accepted %s to %s as %s", message.key, mask_phone(message.to), created.sid)
+        return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"))
+
+    def close(self) -> None:
+        session = getattr(self.client.http_client, "session", None)
+        if session is not None:
+            session.close()
+
+    def _params(self, message: SmsMessage) -> dict[str, str]:
+        params = {"to": message.to, "body": message.body}
+        # Twilio accepts both; the From must then belong to the Messaging Service.
+        if self.messaging_service_sid:
+            params["messaging_service_sid"] = self.messaging_service_sid
+        if self.from_number:
+            params["from_"] = self.from_number
+        callback = self._callback_url(message.status_callback)
+        if callback:
+            params["status_callback"] = callback
+        return params
+
+    def _callback_url(self, callback: str | None) -> str | None:
+        """A relative callback ('/twilio/status?…') is resolved against status_callback_base (PUBLIC_URL)."""
+        if not callback or "://" in callback or not self.status_callback_base:
+            return callback
+        return urljoin(self.status_callback_base.rstrip("/") + "/", callback.lstrip("/"))
+
+
+def _translate(error: Exception, message: SmsMessage) -> DeliveryError:
+    who = f"{message.key} to {mask_phone(message.to)}"
+    if isinstance(error, TwilioRestException | TwilioServiceException):
+        return _by_status(error.status, error.code, who)
+    if isinstance(error, requests.ReadTimeout):
+        return TransientDeliveryError(f"twilio did not answer in time for {who}; may be sent", code="timeout")
+    if isinstance(error, requests.ConnectionError) and isinstance(_cause(error), ProtocolError | OSError):
+        # The request went out and the connection died before the answer: as ambiguous as a timeout.
+        return TransientDeliveryError(f"twilio hung up on {who}; may be sent", code="disconnected")
+    # Refused, unresolvable, connect timeout: nothing reached Twilio.
+    return TransientDeliveryError(f"twilio unreachable for {who}: {type(error).__name__}", code="network")
+
+
+def _cause(error: Exception) -> object:
+    return error.args[0] if error.args else None
+
+
+def _by_status(status: int, code: int | None, who: str) -> DeliveryError:
+    # Twilio's messages quote the phone number, so the error carries status and code only.
+    code_text = str(code or status)
+    detail = f"twilio refused {who}: HTTP {status}, code {code_text}"
+    if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
+        return TransientDeliveryError(detail, code=code_text)
+    return PermanentDeliveryError(detail, code=code_text)
