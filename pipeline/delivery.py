@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pipeline.channels.base import EmailMessage, SmsMessage
+from pipeline.channels.twilio import MAYBE_SENT_CODES
 from pipeline.errors import PermanentDeliveryError, TransientDeliveryError
 from pipeline.runtime import Runtime
 from pipeline.store import ledger
@@ -73,11 +74,33 @@ def deliver(rt: Runtime, row_id: int) -> Outcome:
     except PermanentDeliveryError as e:
         return _finish(rt, row, "failed", str(e), e.code)
     except TransientDeliveryError as e:
+        if e.code in MAYBE_SENT_CODES:
+            return _reconcile(rt, row, message, e)
         return _retry_or_fail(rt, row, e)
     with rt.store.session() as session:
         ledger.mark_sent(session, row.id, receipt.provider_id, rt.clock())
     log.info("sent %s %s (%s)", row.channel, row.key, receipt.provider_id)
     return Outcome("sent", receipt.provider_id)
+
+
+def _reconcile(rt: Runtime, row: LedgerRow, message, error: TransientDeliveryError) -> Outcome:
+    """The provider may have taken the message before the connection failed: ask it before resending."""
+    channel = rt.sms_channel() if row.channel == "sms" else rt.email_channel()
+    find_sent = getattr(channel, "find_sent", None)
+    if find_sent is None or row.sending_at is None:
+        return _finish(rt, row, "unknown", f"{error}; cannot ask the provider, check before resending")
+    try:
+        provider_id = find_sent(message, row.sending_at)
+    except TransientDeliveryError:
+        return _finish(
+            rt, row, "unknown", f"{error}; the provider could not be asked, check before resending"
+        )
+    if provider_id is None:
+        return _retry_or_fail(rt, row, error)  # confirmed not there: resending is safe
+    with rt.store.session() as session:
+        ledger.mark_sent(session, row.id, provider_id, rt.clock())
+    log.info("reconciled %s: the provider had it as %s", row.key, provider_id)
+    return Outcome("sent", provider_id)
 
 
 def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -> Outcome:
@@ -96,6 +119,8 @@ def _finish(rt: Runtime, row: LedgerRow, state: str, reason: str, code: str | No
     with rt.store.session() as session:
         if state == "failed":
             ledger.mark_failed(session, row.id, reason, code, now)
+        elif state == "unknown":
+            ledger.mark_unknown(session, row.id, reason, now)
         elif state == "expired":
             ledger.mark_expired(session, row.id, reason, now)
         else:

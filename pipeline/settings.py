@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     twilio_timeout: float = 15.0
     sms_rate_per_second: float = 10.0
 
+    # Replies by email (`kallelse inbox` reads the EMAIL_REPLY_TO mailbox)
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_user: str = ""
+    imap_password: SecretStr = SecretStr("")
+    imap_folder: str = "INBOX"
+    imap_security: Literal["none", "starttls", "tls"] = "tls"
+    imap_timeout: float = 30.0
+
     # Web
     public_url: str = "http://localhost:8000"
     secret_key: SecretStr = SecretStr("change-me-in-production")

@@ -153,7 +153,7 @@ def _report(rt: Runtime, end: datetime, start: datetime, until: datetime | None)
         LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason, func.count()
     ).group_by(LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason)
     with rt.store.session() as session:
-        for rule, channel, state, reason, n in session.execute(query).tuples():
+        for rule, channel, state, reason, n in session.execute(query):
             by_rule[(rule, channel)][state] += n
             totals[state] += n
             if state != "sent" and reason:

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.smtp",
     "tests.fixtures.twilio",
+    "tests.fixtures.imap",
 ]

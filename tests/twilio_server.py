@@ -27,7 +27,7 @@ import json
 import re
 import secrets
 import threading
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -215,7 +215,7 @@ class FakeTwilio:
         """Twilio's error JSON."""
         return {
             "code": code,
-            "message": _MESSAGES.get(code, "Error").format(**fields),
+            "message": _MESSAGES.get(code, "Error").format_map(defaultdict(str, fields)),
             "more_info": f"https://www.twilio.com/docs/errors/{code}",
             "status": status,
         }

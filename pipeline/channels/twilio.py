@@ -18,6 +18,7 @@ To and DateSent) before sending it again. Code "network" means nothing reached T
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from urllib.parse import urljoin
 
 import requests
@@ -74,6 +75,20 @@ class TwilioSms:
             raise _translate(e, message) from e
         log.info("twilio accepted %s to %s as %s", message.key, mask_phone(message.to), created.sid)
         return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"))
+
+    def find_sent(self, message: SmsMessage, since: datetime) -> str | None:
+        """The sid of this very message if Twilio has it (same recipient and body, created since `since`).
+
+        Used after an ambiguous failure (MAYBE_SENT_CODES) so a message is neither lost nor sent twice."""
+        try:
+            found = self.client.messages.list(to=message.to, date_sent_after=since, limit=100)
+        except (TwilioException, requests.RequestException) as e:
+            raise _translate(e, message) from e
+        for sent in found:
+            created = sent.date_created or sent.date_sent
+            if sent.body == message.body and (created is None or created >= since - timedelta(minutes=1)):
+                return str(sent.sid)
+        return None
 
     def close(self) -> None:
         session = getattr(self.client.http_client, "session", None)

@@ -34,7 +34,7 @@ def ledger_view(session: Session, event_id: str, delegate_ids: Iterable[str] | N
     """key → state, for the planner."""
     query = select(LedgerRow.key, LedgerRow.state).where(LedgerRow.event_id == event_id)
     if delegate_ids is None:
-        return {key: state for key, state in session.execute(query).tuples()}
+        return {key: state for key, state in session.execute(query)}
     out: dict[str, str] = {}
     for chunk in _chunks(list(delegate_ids)):
         out.update(
@@ -295,6 +295,10 @@ def mark_failed(session: Session, row_id: int, error: str, code: str | None, now
     )
 
 
+def mark_unknown(session: Session, row_id: int, reason: str, now: datetime) -> bool:
+    return _move(session, row_id, ["sending"], state="unknown", reason=reason, updated_at=now)
+
+
 def mark_expired(session: Session, row_id: int, reason: str, now: datetime) -> bool:
     return _move(
         session, row_id, ["sending", "queued", "planned"], state="expired", reason=reason, updated_at=now
@@ -314,7 +318,7 @@ def counts_by_state(session: Session, event_id: str) -> dict[tuple[str, str, str
         .where(LedgerRow.event_id == event_id)
         .group_by(LedgerRow.rule, LedgerRow.channel, LedgerRow.state)
     )
-    return {(rule, channel, state): n for rule, channel, state, n in session.execute(query).tuples()}
+    return {(rule, channel, state): n for rule, channel, state, n in session.execute(query)}
 
 
 def _chunks(items: list, size: int = CHUNK):

@@ -1,0 +1,460 @@
+"""The organiser's `kallelse` command. Settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from pipeline.errors import ConfigError, DelegateImportError
+from pipeline.settings import Settings
+from pipeline.timetable import Event, load_event
+
+EXAMPLE_DELEGATES = Path("config/delegates.example.csv")
+
+
+class Context:
+    def __init__(self, event_file: Path | None):
+        self.settings = Settings()
+        if event_file is not None:
+            self.settings = self.settings.model_copy(update={"event_file": event_file})
+
+    def event(self) -> Event:
+        return load_event(self.settings.event_file)
+
+    def store(self):
+        from pipeline.store import open_store
+
+        return open_store(self.settings.effective_database_url)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option(
+    "--event", "event_file", type=click.Path(path_type=Path), help="Event file (default: EVENT_FILE)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.version_option(package_name="kallelse")
+@click.pass_context
+def main(ctx: click.Context, event_file: Path | None, verbose: bool) -> None:
+    """kallelse: the right message to every delegate at the right time, by email and SMS."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Context(event_file)
+
+
+def fail(problems: list[str] | str) -> None:
+    for line in [problems] if isinstance(problems, str) else problems:
+        click.echo(line, err=True)
+    sys.exit(1)
+
+
+def parse_time(value: str | None, event: Event) -> datetime | None:
+    """ISO 8601; without an offset it is the event's local time; a bare date is its midnight."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a time like 2021-11-25T09:00 or 2021-11-25T09:00+01:00"
+        ) from None
+    return event.local(parsed) if parsed.tzinfo is None else parsed
+
+
+def read_delegate_file(path: Path, event: Event):
+    from pipeline.delegates import read_delegates
+
+    try:
+        return read_delegates(path, {s.id for s in event.stops})
+    except DelegateImportError as e:
+        fail(str(e))
+        raise  # unreachable; keeps type checkers calm
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--delegates",
+    "delegates_file",
+    type=click.Path(path_type=Path),
+    help=f"Also check a delegate file (default: render templates for {EXAMPLE_DELEGATES}).",
+)
+@pass_ctx
+def check(ctx: Context, delegates_file: Path | None) -> None:
+    """Validate the event file, every template and a delegate file."""
+    from pipeline.links import LinkSigner
+    from pipeline.render import check_templates, make_env
+
+    try:
+        event = ctx.event()
+    except ConfigError as e:
+        fail(e.problems)
+        return
+    problems: list[str] = []
+    sample = delegates_file or (EXAMPLE_DELEGATES if EXAMPLE_DELEGATES.exists() else None)
+    delegates = []
+    if sample is not None:
+        result = read_delegate_file(sample, event)
+        delegates = result.delegates
+        if delegates_file is not None:
+            problems += result.errors
+    signer = LinkSigner("check", ctx.settings.public_url)
+    env = make_env(ctx.settings.templates_dir)
+    problems += check_templates(env, event, delegates, links=signer.links_for("check"))
+    if problems:
+        fail(problems)
+    click.echo(f"{ctx.settings.event_file}: ok ({len(event.items)} agenda items, {len(event.rules)} rules)")
+    click.echo(f"{ctx.settings.templates_dir}: ok (rendered for {len(delegates)} delegates from {sample})")
+
+
+# -- delegates ------------------------------------------------------------------------------------
+
+
+@main.group()
+def delegates() -> None:
+    """Import and list delegates."""
+
+
+@delegates.command("import")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check the file and say what would change; store nothing.")
+@click.option("--strict", is_flag=True, help="Store nothing if any row is bad.")
+@pass_ctx
+def import_delegates(ctx: Context, file: Path, dry_run: bool, strict: bool) -> None:
+    """Import delegates from a CSV file (comma or semicolon; UTF-8 or Windows-1252)."""
+    from pipeline.store.people import upsert_delegates
+
+    result = read_delegate_file(file, ctx.event())
+    for line in result.errors:
+        click.echo(line, err=True)
+    rejected = len(result.errors) > 0
+    if dry_run or (strict and rejected):
+        why = "--dry-run" if dry_run else "--strict and some rows are bad"
+        click.echo(f"{len(result.delegates)} good rows; nothing stored ({why}).")
+        sys.exit(1 if rejected else 0)
+    store = ctx.store()
+    with store.session() as session:
+        counts = upsert_delegates(session, result.delegates, datetime.now(UTC))
+    click.echo(
+        f"{file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged"
+        + ("; rows with errors were not stored (see above)" if rejected else "")
+    )
+    sys.exit(1 if rejected else 0)
+
+
+@delegates.command("list")
+@pass_ctx
+def list_delegates(ctx: Context) -> None:
+    """List stored delegates."""
+    from pipeline.store.people import load_delegates
+
+    with ctx.store().session() as session:
+        rows = load_delegates(session)
+    for d in rows:
+        click.echo(
+            f"{d.id:12} {d.name:28} {d.language} {d.role:9} {d.stop or '-':8} rsvp={d.rsvp:4} "
+            f"{d.email or '-'} {d.phone or '-'}"
+        )
+    click.echo(f"{len(rows)} delegates")
+
+
+# -- db -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+@pass_ctx
+def upgrade(ctx: Context) -> None:
+    """Apply schema migrations (they are also applied automatically on start)."""
+    ctx.store().close()
+    click.echo(f"database is up to date ({_safe_url(ctx.settings.effective_database_url)})")
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+# -- plan -----------------------------------------------------------------------------------------
+
+
+@main.command("plan")
+@click.option("--now", help="Plan as of this time (default: now). ISO 8601; local time without offset.")
+@click.option("--from", "since", help="Show sends due from this time.")
+@click.option("--until", help="Show sends due until this time.")
+@click.option("--delegate", "delegate_id", help="Only this delegate's messages.")
+@click.option(
+    "--delegates",
+    "delegates_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="Plan for a delegate file instead of the stored delegates.",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_ctx
+def plan_command(
+    ctx: Context,
+    now: str | None,
+    since: str | None,
+    until: str | None,
+    delegate_id: str | None,
+    delegates_file: Path | None,
+    fmt: str,
+) -> None:
+    """Show the communication schedule: local due time, rule, channel, recipient, state."""
+    from pipeline.planner import plan
+    from pipeline.store import ledger
+    from pipeline.store.people import load_delegates
+
+    event = _event_or_fail(ctx)
+    at = parse_time(now, event) or datetime.now(UTC)
+    if delegates_file is not None:
+        people, view = read_delegate_file(delegates_file, event).delegates, {}
+    else:
+        with ctx.store().session() as session:
+            people = load_delegates(session)
+            view = ledger.ledger_view(session, event.event.id)
+    if delegate_id:
+        people = [d for d in people if d.id == delegate_id]
+    sends = plan(event, people, view, at)
+    lo, hi = parse_time(since, event), parse_time(until, event)
+    sends = [s for s in sends if (lo is None or s.due_at >= lo) and (hi is None or s.due_at <= hi)]
+    sends.sort(key=lambda s: (s.due_at, s.rule, s.delegate, s.channel))
+    names = {d.id: d for d in people}
+    if fmt == "json":
+        click.echo(json.dumps([_send_json(s, event, names) for s in sends], ensure_ascii=False, indent=2))
+        return
+    for s in sends:
+        d = names[s.delegate]
+        to = d.phone if s.channel == "sms" else d.email
+        click.echo(
+            f"{s.due_at.astimezone(event.tz):%Y-%m-%d %H:%M}  {s.rule:20} {s.channel:5} "
+            f"{d.name[:26]:26} {to:28} {s.status}{'  (' + s.reason + ')' if s.reason else ''}"
+        )
+    click.echo(
+        f"{len(sends)} messages for {len(people)} delegates, as of {at.astimezone(event.tz):%Y-%m-%d %H:%M}"
+    )
+
+
+def _send_json(s, event: Event, names) -> dict:
+    d = names[s.delegate]
+    return {
+        "key": s.key,
+        "rule": s.rule,
+        "channel": s.channel,
+        "delegate": s.delegate,
+        "name": d.name,
+        "to": d.phone if s.channel == "sms" else d.email,
+        "due_at": s.due_at.astimezone(event.tz).isoformat(),
+        "expires_at": s.expires_at.astimezone(event.tz).isoformat() if s.expires_at else None,
+        "state": s.status,
+        "reason": s.reason,
+    }
+
+
+def _event_or_fail(ctx: Context) -> Event:
+    try:
+        return ctx.event()
+    except ConfigError as e:
+        fail(e.problems)
+        raise
+
+
+# -- simulate -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--from", "since", help="Start the virtual clock here (default: just before the first message)."
+)
+@click.option("--until", help="Stop the virtual clock here (default: after the last message).")
+@click.option(
+    "--delegates",
+    "delegates_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="Simulate for a delegate file instead of the stored delegates.",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_ctx
+def simulate(
+    ctx: Context, since: str | None, until: str | None, delegates_file: Path | None, fmt: str
+) -> None:
+    """Run the whole plan on a virtual clock through the real workers and channels (outbox by default)."""
+    from pipeline.simulate import simulate as run_simulation
+    from pipeline.store.people import load_delegates
+
+    event = _event_or_fail(ctx)
+    if delegates_file is not None:
+        people = read_delegate_file(delegates_file, event).delegates
+    else:
+        with ctx.store().session() as session:
+            people = load_delegates(session)
+    if not people:
+        fail(
+            f"no delegates: import some first (kallelse delegates import {EXAMPLE_DELEGATES}) "
+            "or pass --delegates FILE"
+        )
+    with click.progressbar(length=1, label="Simulating", file=sys.stderr, show_pos=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        report = run_simulation(
+            ctx.settings, people, parse_time(since, event), parse_time(until, event), progress
+        )
+    if fmt == "json":
+        click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+    else:
+        _print_report(report, event, ctx.settings)
+    if report.totals.get("failed"):
+        sys.exit(1)
+
+
+def _print_report(report, event: Event, settings: Settings) -> None:
+    tz = event.tz
+    click.echo(
+        f"Simulated {report.start.astimezone(tz):%Y-%m-%d %H:%M} → {report.end.astimezone(tz):%Y-%m-%d %H:%M}"
+        f" ({event.event.timezone})"
+    )
+    states = ["sent", "failed", "expired", "skipped", "planned"]
+    click.echo(f"{'rule':22} {'channel':7} " + " ".join(f"{s:>8}" for s in states))
+    for (rule, channel), counts in sorted(report.by_rule.items()):
+        click.echo(f"{rule:22} {channel:7} " + " ".join(f"{counts.get(s, 0):>8}" for s in states))
+        for (r, c, state), reasons in sorted(report.reasons.items()):
+            if (r, c) == (rule, channel):
+                for reason, n in reasons.items():
+                    click.echo(f"{'':30} {n} {state}: {reason}")
+    click.echo("total: " + ", ".join(f"{report.totals.get(s, 0)} {s}" for s in states))
+    if settings.email_backend == "outbox" or settings.sms_backend == "outbox":
+        click.echo(f"messages are in {settings.outbox_dir}/")
+
+
+# -- replies, surveys, exports -------------------------------------------------------------------
+
+
+@main.command()
+@pass_ctx
+def inbox(ctx: Context) -> None:
+    """Read RSVP replies from the reply-to mailbox over IMAP; leave other mail for a human."""
+    from pipeline.inbox import ImapConfig, InboxError, check_inbox
+
+    if not ctx.settings.imap_host:
+        fail("IMAP_HOST is not set: set IMAP_HOST, IMAP_USER and IMAP_PASSWORD for the reply-to mailbox")
+    try:
+        summary = check_inbox(
+            ImapConfig.from_settings(ctx.settings), ctx.store(), _event_or_fail(ctx), datetime.now(UTC)
+        )
+    except InboxError as e:
+        fail(str(e))
+        return
+    click.echo(
+        f"{summary.seen} new mails: {summary.rsvps} answers recorded, "
+        f"{summary.ignored_automatic} automatic replies ignored, "
+        f"{summary.left_for_human} left (flagged) for a human, {summary.duplicates} seen before"
+    )
+
+
+@main.group()
+def survey() -> None:
+    """Survey results."""
+
+
+@survey.command("report")
+@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), help="Also write a chart here.")
+@click.option("--lang", type=click.Choice(["sv", "en"]), default="sv")
+@pass_ctx
+def survey_report_command(ctx: Context, png: Path | None, lang: str) -> None:
+    """Print the survey results per question (and write a PNG chart)."""
+    from pipeline.reports import format_report, survey_report, write_chart
+
+    event = _event_or_fail(ctx)
+    with ctx.store().session() as session:
+        report = survey_report(session, event)
+    click.echo(format_report(report, lang))
+    if png is not None:
+        click.echo(f"chart: {write_chart(report, png, lang)}")
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["rsvps", "survey", "messages"]))
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@pass_ctx
+def export(ctx: Context, what: str, fmt: str) -> None:
+    """Export RSVPs, survey answers or the message ledger (CSV for Excel, or JSON) to standard output."""
+    import io
+
+    from pipeline.export import export_rows, write_csv, write_json
+
+    event = _event_or_fail(ctx)
+    with ctx.store().session() as session:
+        columns, rows = export_rows(session, event, what)
+    # Bytes straight to stdout: Excel needs the BOM and the file's own line endings untouched.
+    stream = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
+    (write_csv if fmt == "csv" else write_json)(columns, rows, stream)
+    stream.flush()
+    stream.detach()
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+@main.command()
+@pass_ctx
+def scheduler(ctx: Context) -> None:
+    """Run the scheduler: plan, write the ledger, enqueue what is due (needs BROKER_URL)."""
+    from pipeline.processes import run_scheduler
+
+    run_scheduler(ctx.settings)
+
+
+@main.command()
+@click.option("--processes", type=int, help="Worker processes (default: WORKER_PROCESSES).")
+@click.option("--threads", type=int, help="Threads per process (default: WORKER_THREADS).")
+@pass_ctx
+def worker(ctx: Context, processes: int | None, threads: int | None) -> None:
+    """Run delivery workers (needs BROKER_URL)."""
+    from pipeline.processes import run_workers
+
+    run_workers(
+        ctx.settings, processes or ctx.settings.worker_processes, threads or ctx.settings.worker_threads
+    )
+
+
+@main.command()
+@pass_ctx
+def web(ctx: Context) -> None:
+    """Serve the web app: Twilio webhooks, RSVP and survey pages, the organiser dashboard."""
+    from pipeline.web.server import serve
+
+    serve(ctx.settings)
+
+
+@main.command()
+@click.option("--no-web", is_flag=True, help="Do not serve the web app.")
+@pass_ctx
+def run(ctx: Context, no_web: bool) -> None:
+    """Scheduler, workers and web app in one process: for small events and laptops."""
+    from pipeline.processes import run_all
+
+    run_all(ctx.settings, web=not no_web)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,302 @@
+"""Delivery end to end through the real Redis broker with real dramatiq worker threads.
+
+Email goes to a real SMTP server (aiosmtpd) and SMS through the real twilio client to a local server that
+answers like Twilio's Messages API. The ledger is SQLite in the test's folder.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dramatiq
+import pytest
+from sqlalchemy import select
+
+from pipeline import actors
+from pipeline.broker import make_broker
+from pipeline.delegates import Delegate
+from pipeline.runtime import Runtime
+from pipeline.scheduler import Scheduler, replan, tick
+from pipeline.settings import Settings
+from pipeline.store import open_store
+from pipeline.store.models import LedgerRow
+from pipeline.store.people import upsert_delegates
+
+ROOT = Path(__file__).resolve().parent.parent
+# The invitation rule is due 7 weeks before the start: Thursday 7 October 2021 at 09:00 local.
+INVITATION_DUE = datetime(2021, 10, 7, 7, 0, 1, tzinfo=UTC)
+
+ANNA = Delegate("anna", "Anna Berg", email="anna@example.se", language="sv", stop="hotel")
+BO = Delegate("bo", "Bo Ek", phone="+46701740601", language="sv", stop="airport")
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Pipeline:
+    """Runtime, Redis broker, the deliver actor and 4 worker threads, wired as `kallelse worker` does."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime]):
+        self.broker = make_broker(settings)
+        self.broker.flush_all()
+        self.rt = Runtime(settings, clock=clock)
+        self.deliver = actors.declare(self.rt, self.broker)
+        self.broker.emit_after("process_boot")
+        self.worker = dramatiq.Worker(self.broker, queues={actors.QUEUE}, worker_threads=4, worker_timeout=50)
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.broker.close()
+        self.rt.store.close()
+
+    def rows(self) -> list[LedgerRow]:
+        with self.rt.store.session() as session:
+            return list(session.scalars(select(LedgerRow).order_by(LedgerRow.id)))
+
+    def row(self, key_part: str) -> LedgerRow:
+        return next(r for r in self.rows() if key_part in r.key)
+
+    def wait_until(self, done: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out; ledger: {[(r.key, r.state, r.reason) for r in self.rows()]}"
+                )
+            time.sleep(0.02)
+
+    def settled(self, key_part: str) -> Callable[[], bool]:
+        return lambda: self.row(key_part).state in {"sent", "failed", "expired", "skipped", "unknown"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, smtp_server, twilio_server) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'kallelse.sqlite3'}",
+        event_file=ROOT / "config" / "event.toml",
+        templates_dir=ROOT / "templates",
+        broker_url=redis_url,
+        email_backend="smtp",
+        smtp_host=smtp_server.host,
+        smtp_port=smtp_server.port,
+        smtp_security="none",
+        email_from="Svenska industrikommuner <kallelse@example.org>",
+        sms_backend="twilio",
+        twilio_account_sid=twilio_server.account_sid,
+        twilio_auth_token=twilio_server.auth_token,
+        twilio_from="+46700000000",
+        twilio_api_url=twilio_server.url,
+        twilio_timeout=5.0,
+        public_url="http://127.0.0.1:8000",
+        retry_min_backoff_ms=20,
+        retry_max_backoff_ms=100,
+        max_attempts=4,
+    )
+
+
+@pytest.fixture
+def pipeline(settings: Settings) -> Iterator[Pipeline]:
+    store = open_store(settings.effective_database_url)
+    with store.session() as session:
+        upsert_delegates(session, [ANNA, BO], INVITATION_DUE)
+    store.close()
+    running = Pipeline(settings, Clock(INVITATION_DUE))
+    yield running
+    running.stop()
+
+
+def plan_and_enqueue(pipeline: Pipeline) -> list[int]:
+    replan(pipeline.rt, INVITATION_DUE)
+    return tick(pipeline.rt, INVITATION_DUE, pipeline.deliver.send).queued
+
+
+@pytest.mark.redis
+def test_an_invitation_email_reaches_a_real_smtp_server_through_redis_workers(pipeline, smtp_server):
+    """The invitation is planned, queued in Redis, rendered by a worker thread and accepted over SMTP."""
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:anna:email"))
+    row = pipeline.row("invitation:-:anna:email")
+    assert (row.state, row.attempts) == ("sent", 1)
+    assert len(smtp_server.messages) == 1
+    received = smtp_server.messages[0]
+    assert received.rcpt_tos == ["anna@example.se"]
+    mail = BytesParser(policy=policy.default).parsebytes(received.data)
+    assert row.provider_id == mail["Message-ID"]
+    assert "Inbjudan" in mail["Subject"] and "Skellefteå" in mail["Subject"]
+    kinds = [part.get_content_type() for part in mail.walk()]
+    assert {"text/plain", "text/html", "text/calendar"} <= set(kinds)
+    assert "Hej Anna!" in mail.get_body(("plain",)).get_content()
+
+
+@pytest.mark.redis
+def test_an_invitation_sms_goes_through_the_twilio_client_to_the_messages_api(pipeline, twilio_server):
+    """A phone-only delegate's invitation is posted with Twilio's form fields and its sid recorded."""
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    row = pipeline.row("invitation:-:bo:sms")
+    assert row.state == "sent"
+    [sms] = twilio_server.messages
+    assert (sms.to, sms.from_) == ("+46701740601", "+46700000000")
+    assert sms.body.startswith("Hej Bo!") and "JA eller NEJ" in sms.body
+    assert row.provider_id == sms.sid and sms.sid.startswith("SM")
+    assert sms.status_callback == "http://127.0.0.1:8000/twilio/status"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("status", [429, 503])
+def test_busy_twilio_is_retried_with_backoff_until_it_accepts(pipeline, twilio_server, status):
+    """429 and 503 are transient: the row goes back to queued and a later attempt succeeds."""
+    twilio_server.fail_next(2, status)
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    row = pipeline.row("invitation:-:bo:sms")
+    assert (row.state, row.attempts) == ("sent", 3)
+    assert len(twilio_server.requests) == 3
+    assert len(twilio_server.messages) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(("code", "prepare"), [(21211, "invalid"), (21610, "opted_out")])
+def test_an_invalid_or_opted_out_number_fails_at_once_without_retry(pipeline, twilio_server, code, prepare):
+    """21211 and 21610 are permanent: one attempt, failed, with Twilio's code kept."""
+    if prepare == "opted_out":
+        twilio_server.opt_out("+46701740601")
+    else:
+        twilio_server.fail_next(1, 400, 21211)
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    time.sleep(0.3)  # a wrongly scheduled retry would land in this window
+    row = pipeline.row("invitation:-:bo:sms")
+    assert (row.state, row.attempts, row.error_code) == ("failed", 1, str(code))
+    assert len(twilio_server.requests) == 1
+
+
+@pytest.mark.redis
+def test_smtp_451_is_retried_and_the_mail_then_delivered(pipeline, smtp_server):
+    """A temporary SMTP refusal is retried; the message arrives once."""
+    smtp_server.reject_next(451, times=1)
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:anna:email"))
+    row = pipeline.row("invitation:-:anna:email")
+    assert (row.state, row.attempts) == ("sent", 2)
+    assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.redis
+def test_smtp_550_fails_at_once_without_retry(pipeline, smtp_server):
+    """A permanent SMTP refusal fails the row after one attempt, with the SMTP code."""
+    smtp_server.reject_next(550, times=5)
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:anna:email"))
+    time.sleep(0.3)
+    row = pipeline.row("invitation:-:anna:email")
+    assert (row.state, row.attempts, row.error_code) == ("failed", 1, "550")
+    assert smtp_server.messages == []
+
+
+@pytest.mark.redis
+def test_transient_failures_give_up_after_max_attempts_with_the_last_error(pipeline, twilio_server):
+    """A provider that stays down fails the row after MAX_ATTEMPTS, never retrying forever."""
+    twilio_server.fail_next(50, 503)
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    row = pipeline.row("invitation:-:bo:sms")
+    assert (row.state, row.attempts) == ("failed", 4)
+    assert "gave up after 4 attempts" in row.reason
+    assert len(twilio_server.requests) == 4
+
+
+@pytest.mark.redis
+def test_a_message_planned_twice_and_enqueued_twice_is_sent_once(pipeline, twilio_server, smtp_server):
+    """Planning again adds no rows; the same id enqueued three times reaches the provider once."""
+    ids = plan_and_enqueue(pipeline)
+    replan(pipeline.rt, INVITATION_DUE)
+    assert tick(pipeline.rt, INVITATION_DUE, pipeline.deliver.send).queued == []
+    for row_id in ids:
+        pipeline.deliver.send(row_id)
+        pipeline.deliver.send(row_id)
+    pipeline.wait_until(lambda: all(pipeline.settled(k)() for k in ("anna:email", "bo:sms")))
+    time.sleep(0.5)  # let the duplicates be consumed
+    assert len(twilio_server.messages) == 1
+    assert len(smtp_server.messages) == 1
+    assert {r.key for r in pipeline.rows() if r.state == "sent"} == {
+        "sik-2021:invitation:-:anna:email",
+        "sik-2021:invitation:-:bo:sms",
+    }
+
+
+@pytest.mark.redis
+def test_a_row_a_worker_reaches_after_its_validity_is_expired_and_not_sent(pipeline, twilio_server):
+    """A worker that reaches a queued row after its validity records it as expired instead of sending it."""
+    pipeline.worker.pause()
+    plan_and_enqueue(pipeline)
+    pipeline.rt.clock = Clock(datetime(2021, 11, 25, tzinfo=UTC))  # the invitation was valid until 24 Nov
+    pipeline.worker.resume()
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    row = pipeline.row("invitation:-:bo:sms")
+    assert row.state == "expired"
+    assert "validity" in row.reason
+    assert twilio_server.messages == []
+
+
+@pytest.mark.redis
+def test_a_lost_queue_message_is_found_by_the_ledger_and_sent_once(pipeline, twilio_server):
+    """If Redis loses the message, the scheduler re-enqueues the still-queued row after the grace time."""
+    replan(pipeline.rt, INVITATION_DUE)
+    lost = tick(pipeline.rt, INVITATION_DUE, lambda row_id: None)  # handed to a broker that drops it
+    assert lost.queued
+    later = INVITATION_DUE + timedelta(seconds=pipeline.rt.settings.requeue_after_seconds + 1)
+    found = tick(pipeline.rt, later, pipeline.deliver.send)
+    assert sorted(found.requeued) == sorted(lost.queued)
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    assert len(twilio_server.messages) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_message_due_in_three_seconds_reaches_its_channel_within_two_seconds_of_due(
+    settings, tmp_path, twilio_server
+):
+    """Real clock: the scheduler loop hands a message to Twilio within 2 s of its due time."""
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    event_text = (ROOT / "config" / "event.toml").read_text(encoding="utf-8")
+    stockholm = due.astimezone(ZoneInfo("Europe/Stockholm")).replace(tzinfo=None)
+    event_text = event_text.replace(
+        'anchor = "event.start"\nwhen = "7 weeks before at 09:00"',
+        f'anchor = "{stockholm.isoformat()}"\nwhen = "at anchor"',
+    ).replace('until = "1 day before at 12:00"        # late', 'until = "1 hour after"        # late')
+    event_file = tmp_path / "event.toml"
+    event_file.write_text(event_text, encoding="utf-8")
+    settings = settings.model_copy(update={"event_file": event_file})
+    store = open_store(settings.effective_database_url)
+    with store.session() as session:
+        upsert_delegates(session, [BO], datetime.now(UTC))
+    store.close()
+    running = Pipeline(settings, clock=lambda: datetime.now(UTC))
+    scheduler = Scheduler(running.rt, running.deliver.send)
+    thread = threading.Thread(target=scheduler.run, daemon=True)
+    thread.start()
+    try:
+        running.wait_until(lambda: len(twilio_server.messages) == 1, timeout=15)
+        arrived = twilio_server.messages[0].date_created
+    finally:
+        scheduler.stop()
+        thread.join(5)
+        running.stop()
+    lateness = (arrived - due).total_seconds()
+    assert 0 <= lateness <= 2.0, f"handed over {lateness:.2f} s after its due time"
