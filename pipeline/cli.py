@@ -135,7 +135,7 @@ def import_delegates(ctx: Context, file: Path, dry_run: bool, strict: bool) -> N
     """Import delegates from a CSV file (comma or semicolon; UTF-8 or Windows-1252)."""
     from pipeline.store.people import upsert_delegates
 
-    result = read_delegate_file(file, ctx.event())
+    result = read_delegate_file(file, _event_or_fail(ctx))
     for line in result.errors:
         click.echo(line, err=True)
     rejected = len(result.errors) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Alembic's `context` is one process-wide proxy: two threads migrating at once would share a connection
+# and deadlock on the advisory lock. Threads take turns here; processes take turns on the advisory lock.
+_UPGRADE_LOCK = threading.Lock()
 
 
 class Store:
@@ -62,7 +66,7 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to `revision`. Safe to run from several processes at once on PostgreSQL."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with _UPGRADE_LOCK, engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

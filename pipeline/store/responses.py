@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,13 +40,9 @@ def delegate_by_phone(session: Session, phone: str) -> DelegateRow | None:
 
 
 def delegate_by_email(session: Session, email: str) -> DelegateRow | None:
-    rows = (
-        session.scalars(select(DelegateRow).where(DelegateRow.email.is_not(None))).all()
-        if "@" in email
-        else []
-    )
     wanted = email.strip().lower()
-    return next((row for row in rows if (row.email or "").lower() == wanted), None)
+    query = select(DelegateRow).where(func.lower(DelegateRow.email) == wanted).limit(1)
+    return session.scalars(query).first() if "@" in wanted else None
 
 
 def record_inbound(
