@@ -438,12 +438,13 @@ def worker(ctx: Context, processes: int | None, threads: int | None) -> None:
 
 
 @main.command()
+@click.option("--host", help="Address to listen on (default: WEB_HOST, 127.0.0.1).")
 @pass_ctx
-def web(ctx: Context) -> None:
+def web(ctx: Context, host: str | None) -> None:
     """Serve the web app: Twilio webhooks, RSVP and survey pages, the organiser dashboard."""
     from pipeline.web.server import serve
 
-    serve(ctx.settings)
+    serve(ctx.settings, host=host)
 
 
 @main.command()

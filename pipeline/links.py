@@ -6,6 +6,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 RSVP_MAX_AGE = 60 * 86400  # seconds: long enough for an invitation sent weeks ahead
 SURVEY_MAX_AGE = 60 * 86400
+OPTOUT_MAX_AGE = 365 * 86400  # an old mail's opt-out link should still work
 
 
 class LinkSigner:

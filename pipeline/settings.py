@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:8000"
     secret_key: SecretStr = SecretStr("change-me-in-production")
     port: int = 8000
+    web_host: str = "127.0.0.1"  # 0.0.0.0 behind a platform's router
     admin_password: SecretStr = SecretStr("")
 
     # Delivery policy

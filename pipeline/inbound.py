@@ -1,0 +1,290 @@
+"""What to do with what delegates send back: an SMS, a reply e-mail, a click on an RSVP or survey page.
+
+Plain logic on a database session; the web app and `kallelse inbox` are the thin shells around it. Every
+inbound message is stored first (deduplicated by the provider's id), then acted on, so a provider's retry
+changes nothing and nothing a delegate wrote is lost, even when it is not understood.
+
+Replies to Twilio's own opt-out words (STOP, UNSUBSCRIBE, END, QUIT, STOPALL, REVOKE, OPTOUT, CANCEL) are
+left to Twilio: it answers them itself and blocks every later message to the number, our TwiML reply
+included. STOPP and AVSLUTA are ours alone, so we confirm those (and "Stop!", which Twilio does not match).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from pipeline.mailparse import MailReply
+from pipeline.render import gsm_friendly, phone
+from pipeline.replies import Reply, interpret
+from pipeline.store.models import DelegateRow
+from pipeline.store.people import record_rsvp
+from pipeline.store.responses import (
+    delegate_by_email,
+    delegate_by_phone,
+    last_question,
+    record_inbound,
+    record_survey_answer,
+    set_sms_opt_out,
+)
+from pipeline.timetable import Event
+
+log = logging.getLogger(__name__)
+
+TWILIO_OPT_OUT_WORDS = frozenset(
+    {"STOP", "UNSUBSCRIBE", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT", "CANCEL"}
+)
+SMS_SURVEY_QUESTION = "overall"  # the survey SMS asks only for the overall rating
+MAX_TEXT_ANSWER = 5000  # characters kept of a free-text survey answer
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """What an inbound message was taken to mean, and what (if anything) to answer."""
+
+    reply_text: str | None
+    kind: str  # rsvp | rating | opt_out | opt_in | help | unknown | automatic
+    value: str | None = None
+    duplicate: bool = False
+    delegate_id: str | None = None
+
+
+class InvalidSurvey(ValueError):
+    """A survey form with ratings outside 1–5; `questions` names them."""
+
+    def __init__(self, questions: list[str]):
+        self.questions = questions
+        super().__init__(f"invalid ratings for {', '.join(questions)}")
+
+
+# -- SMS ---------------------------------------------------------------------------------------
+
+
+def handle_sms(
+    session: Session, event: Event, *, sender: str, body: str, message_sid: str, now: datetime
+) -> InboundResult:
+    """Store one inbound SMS, act on it, and say what to answer (in the delegate's language)."""
+    body, sender = clean_text(body), clean_text(sender.strip())[:254]
+    delegate = delegate_by_phone(session, sender)
+    if delegate is None:
+        return _from_unknown_number(session, sender=sender, body=body, message_sid=message_sid, now=now)
+    context = last_question(session, delegate.id, {rule.id: rule.template for rule in event.rules})
+    reply = interpret(body, context)  # type: ignore[arg-type]  # last_question returns one of the contexts
+    value = None if reply.value is None else str(reply.value)
+    stored = record_inbound(
+        session,
+        channel="sms",
+        provider_id=message_sid[:255],
+        sender=sender,
+        body=body,
+        delegate_id=delegate.id,
+        context=context,
+        kind=reply.kind,
+        value=value,
+        now=now,
+    )
+    if not stored:
+        return InboundResult(None, reply.kind, value, duplicate=True, delegate_id=delegate.id)
+    log.info(
+        "sms %s from delegate %s read as %s in context %s", message_sid, delegate.id, reply.kind, context
+    )
+    _act_on_sms(session, event, delegate, reply, now)
+    text = _sms_answer(event, delegate, reply, context, twilio_answers=_twilio_keyword(body))
+    return InboundResult(text, reply.kind, value, delegate_id=delegate.id)
+
+
+def _from_unknown_number(
+    session: Session, *, sender: str, body: str, message_sid: str, now: datetime
+) -> InboundResult:
+    stored = record_inbound(
+        session,
+        channel="sms",
+        provider_id=message_sid[:255],
+        sender=sender,
+        body=body,
+        delegate_id=None,
+        context="none",
+        kind="unknown",
+        value=None,
+        now=now,
+    )
+    if not stored:
+        return InboundResult(None, "unknown", duplicate=True)
+    log.info("sms %s from an unknown number ending in %s", message_sid, sender[-2:])
+    text = None if _twilio_keyword(body) else UNKNOWN_NUMBER
+    return InboundResult(text, "unknown")
+
+
+def _act_on_sms(session: Session, event: Event, delegate: DelegateRow, reply: Reply, now: datetime) -> None:
+    if reply.kind == "rsvp":
+        record_rsvp(session, delegate.id, str(reply.value), "sms", now)
+    elif reply.kind == "rating":
+        record_survey_answer(
+            session,
+            delegate.id,
+            sms_survey_question(event),
+            rating=int(reply.value or 0),
+            channel="sms",
+            now=now,
+        )
+    elif reply.kind in ("opt_out", "opt_in"):
+        set_sms_opt_out(session, delegate.id, reply.kind == "opt_out", now)
+
+
+def sms_survey_question(event: Event) -> str:
+    """The question a rating by SMS answers: "overall", or the first rating question when it is named
+    otherwise."""
+    ratings = [q.id for q in event.survey if q.kind == "rating"]
+    return SMS_SURVEY_QUESTION if SMS_SURVEY_QUESTION in ratings or not ratings else ratings[0]
+
+
+def _twilio_keyword(body: str) -> bool:
+    return body.strip().upper() in TWILIO_OPT_OUT_WORDS
+
+
+# -- what we answer by SMS: short, GSM-7 where the name allows, at most two segments -----------
+
+UNKNOWN_NUMBER = (
+    "Hej! Vi hittar inte ditt nummer bland deltagarna, så vi kan inte registrera ditt svar. "
+    "Kontakta arrangören. / We cannot find your number among the participants; please contact the "
+    "organisers."
+)
+_ANSWERS = {
+    "sv": {
+        "yes": "Tack {name}! Vi har noterat att du kommer.",
+        "no": "Tack {name}! Vi har noterat att du inte kommer. Ändrar du dig, svara JA.",
+        "rating": "Tack för ditt betyg {value}!",
+        "opt_out": "Du får inga fler sms från oss. Svara START om du ändrar dig.",
+        "opt_in": "Välkommen tillbaka! Du får sms från oss igen. Svara STOPP för att avsluta.",
+        "help": "Frågor? Kontakta {contact} ({role}), {phone}. Svara STOPP för att inte få fler sms.",
+        "unknown": "Tack, vi har tagit emot ditt meddelande.",
+        "how_rsvp": "Kommer du? Svara JA eller NEJ.",
+        "how_survey": "Betygsätt mötet: svara med en siffra 1-5.",
+        "how_none": "Svara HJÄLP för kontaktuppgifter.",
+    },
+    "en": {
+        "yes": "Thank you {name}! We have noted that you are coming.",
+        "no": "Thank you {name}! We have noted that you are not coming. If you change your mind, reply YES.",
+        "rating": "Thank you for your rating {value}!",
+        "opt_out": "You will get no more texts from us. Reply START if you change your mind.",
+        "opt_in": "Welcome back! You will get our texts again. Reply STOP to opt out.",
+        "help": "Questions? Contact {contact} ({role}), {phone}. Reply STOP to get no more texts.",
+        "unknown": "Thank you, we have received your message.",
+        "how_rsvp": "Are you coming? Reply YES or NO.",
+        "how_survey": "Rate the meeting: reply with a digit 1-5.",
+        "how_none": "Reply HELP for contact details.",
+    },
+}
+
+
+def _sms_answer(
+    event: Event, delegate: DelegateRow, reply: Reply, context: str, *, twilio_answers: bool
+) -> str | None:
+    if reply.kind == "opt_out" and twilio_answers:
+        return None
+    lang = "en" if delegate.language == "en" else "sv"
+    texts = _ANSWERS[lang]
+    if reply.kind == "rsvp":
+        text = texts[str(reply.value)].format(name=_first_name(delegate.name))
+    elif reply.kind == "help":
+        duty = event.duty_contact
+        text = texts["help"].format(contact=duty.name, role=duty.role(lang), phone=phone(duty.phone, lang))
+    elif reply.kind == "unknown":
+        text = f"{texts['unknown']} {texts['how_' + context]}"
+    else:
+        text = texts[reply.kind].format(value=reply.value)
+    return gsm_friendly(text)
+
+
+def _first_name(name: str) -> str:
+    return name.split()[0][:30] if name.strip() else ""
+
+
+# -- e-mail replies (kallelse inbox) -----------------------------------------------------------
+
+
+def handle_email_reply(
+    session: Session, event: Event, reply: MailReply, message_id: str, now: datetime
+) -> InboundResult:
+    """Store a reply e-mail once and record the RSVP it carries. Automatic replies and anything not a
+    clear JA/NEJ are stored for a human (kind "automatic" / "unknown"); nothing is answered by mail."""
+    provider_id = (message_id.strip() or _fallback_message_id(reply))[:255]
+    delegate = delegate_by_email(session, reply.sender) if reply.sender else None
+    body = clean_text(reply.answer_text)
+    meaning = Reply("unknown") if reply.automatic or delegate is None else interpret(body, "rsvp")
+    kind = "automatic" if reply.automatic else "rsvp" if meaning.kind == "rsvp" else "unknown"
+    value = str(meaning.value) if kind == "rsvp" else None
+    delegate_id = delegate.id if delegate else None
+    stored = record_inbound(
+        session,
+        channel="email",
+        provider_id=provider_id,
+        sender=clean_text(reply.sender or "")[:254],
+        body=body,
+        delegate_id=delegate_id,
+        context="rsvp",
+        kind=kind,
+        value=value,
+        now=now,
+    )
+    if not stored:
+        return InboundResult(None, kind, value, duplicate=True, delegate_id=delegate_id)
+    if kind == "rsvp" and delegate_id is not None:
+        record_rsvp(session, delegate_id, str(value), "email", now)
+    log.info("e-mail %s from delegate %s read as %s", provider_id, delegate_id, kind)
+    return InboundResult(None, kind, value, delegate_id=delegate_id)
+
+
+def _fallback_message_id(reply: MailReply) -> str:
+    # A mail without a Message-ID still needs a stable key, or every run of the inbox would store it again.
+    digest = hashlib.sha256(f"{reply.sender}\n{reply.subject}\n{reply.answer_text}".encode()).hexdigest()
+    return f"<no-message-id-{digest[:40]}>"
+
+
+# -- the web pages -----------------------------------------------------------------------------
+
+
+def record_web_rsvp(session: Session, delegate_id: str, answer: str, now: datetime) -> None:
+    """Record a JA/NEJ button press. ValueError for any other answer, LookupError for no such delegate."""
+    if answer not in ("yes", "no"):
+        raise ValueError(f"an RSVP answer is yes or no, not {answer!r}")
+    if session.get(DelegateRow, delegate_id) is None:
+        raise LookupError(delegate_id)
+    record_rsvp(session, delegate_id, answer, "web", now)
+    log.info("web rsvp from delegate %s: %s", delegate_id, answer)
+
+
+def record_web_survey(
+    session: Session, event: Event, delegate_id: str, form: dict[str, str], now: datetime
+) -> int:
+    """Store every answered question of the survey form; returns how many. Unknown fields are ignored,
+    empty ones skipped. A rating outside 1–5 raises `InvalidSurvey` before anything is stored."""
+    ratings, texts, invalid = {}, {}, []
+    for question in event.survey:
+        raw = clean_text(str(form.get(question.id) or "")).strip()
+        if not raw:
+            continue
+        if question.kind == "text":
+            texts[question.id] = raw[:MAX_TEXT_ANSWER]
+        elif raw in ("1", "2", "3", "4", "5"):
+            ratings[question.id] = int(raw)
+        else:
+            invalid.append(question.id)
+    if invalid:
+        raise InvalidSurvey(invalid)
+    if session.get(DelegateRow, delegate_id) is None:
+        raise LookupError(delegate_id)
+    for question_id, rating in ratings.items():
+        record_survey_answer(session, delegate_id, question_id, rating=rating, channel="web", now=now)
+    for question_id, text in texts.items():
+        record_survey_answer(session, delegate_id, question_id, text=text, channel="web", now=now)
+    return len(ratings) + len(texts)
+
+
+def clean_text(text: str) -> str:
+    """Text any database stores: lone surrogates (undecodable bytes) and NUL characters replaced."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")

@@ -1,0 +1,200 @@
+"""The personal pages behind the links in our messages: RSVP (`/r/<token>`) and survey (`/s/<token>`).
+
+A GET only shows a page: mail scanners and link previews open links, so only a button's POST records.
+A link that cannot be read (tampered, expired, or for a delegate since removed) gets a page saying so and
+whom to contact, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.inbound import InvalidSurvey, record_web_rsvp, record_web_survey
+from pipeline.links import OPTOUT_MAX_AGE, RSVP_MAX_AGE, SURVEY_MAX_AGE, InvalidLink
+from pipeline.render import day, day_span, phone
+from pipeline.store.models import DelegateRow
+from pipeline.store.responses import set_email_opt_out, set_sms_opt_out
+from pipeline.timetable import Event
+from pipeline.web.texts import PROBLEMS, TEXTS
+
+router = APIRouter()
+templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+# Personal pages: never cached, the token never leaks as a referrer, nothing loads from elsewhere.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "X-Robots-Tag": "noindex",
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    """What a page shows of a delegate, read inside the request's session."""
+
+    id: str
+    first_name: str
+    lang: str
+    rsvp: str
+    survey_answered: bool
+    opted_out: bool = False
+
+
+# -- RSVP ----------------------------------------------------------------------------------------
+
+
+@router.get("/r/{token}", response_class=HTMLResponse)
+def rsvp_page(request: Request, token: str) -> HTMLResponse:
+    person = _person(request, token, "rsvp", RSVP_MAX_AGE)
+    if isinstance(person, HTMLResponse):
+        return person
+    return _page(request, "rsvp.html", person.lang, person=person)
+
+
+@router.post("/r/{token}", response_class=HTMLResponse)
+def rsvp_answer(request: Request, token: str, answer: Annotated[str, Form()] = "") -> HTMLResponse:
+    person = _person(request, token, "rsvp", RSVP_MAX_AGE)
+    if isinstance(person, HTMLResponse):
+        return person
+    if answer not in ("yes", "no"):
+        return _page(request, "rsvp.html", person.lang, 400, person=person, error="rsvp_bad_answer")
+    state = request.app.state
+    with state.store.session() as session:
+        record_web_rsvp(session, person.id, answer, state.clock())
+    return _page(request, "done.html", person.lang, message=f"rsvp_done_{answer}", again=request.url.path)
+
+
+# -- survey --------------------------------------------------------------------------------------
+
+
+@router.get("/s/{token}", response_class=HTMLResponse)
+def survey_page(request: Request, token: str) -> HTMLResponse:
+    person = _person(request, token, "survey", SURVEY_MAX_AGE)
+    if isinstance(person, HTMLResponse):
+        return person
+    return _page(request, "survey.html", person.lang, person=person, invalid=[], answers={})
+
+
+@router.post("/s/{token}", response_class=HTMLResponse)
+async def survey_answer(request: Request, token: str) -> HTMLResponse:
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    return await run_in_threadpool(_survey_answer, request, token, form)
+
+
+def _survey_answer(request: Request, token: str, form: dict[str, str]) -> HTMLResponse:
+    person = _person(request, token, "survey", SURVEY_MAX_AGE)
+    if isinstance(person, HTMLResponse):
+        return person
+    state = request.app.state
+    try:
+        with state.store.session() as session:
+            stored = record_web_survey(session, state.event(), person.id, form, state.clock())
+    except InvalidSurvey as e:
+        return _survey_again(request, person, form, "survey_invalid", e.questions)
+    if not stored:
+        return _survey_again(request, person, form, "survey_empty", [])
+    return _page(request, "done.html", person.lang, message="survey_done", again=None)
+
+
+def _survey_again(
+    request: Request, person: Person, form: dict[str, str], error: str, invalid: list[str]
+) -> HTMLResponse:
+    return _page(
+        request, "survey.html", person.lang, 422, person=person, error=error, invalid=invalid, answers=form
+    )
+
+
+# -- opting out ---------------------------------------------------------------------------------
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+def optout_page(request: Request, token: str) -> HTMLResponse:
+    person = _person(request, token, "optout", OPTOUT_MAX_AGE)
+    if isinstance(person, HTMLResponse):
+        return person
+    return _page(request, "optout.html", person.lang, person=person, opted_out=person.opted_out)
+
+
+@router.post("/u/{token}", response_class=HTMLResponse)
+def optout_confirm(request: Request, token: str) -> HTMLResponse:
+    person = _person(request, token, "optout", OPTOUT_MAX_AGE)
+    if isinstance(person, HTMLResponse):
+        return person
+    state = request.app.state
+    with state.store.session() as session:
+        set_email_opt_out(session, person.id, True, state.clock())
+        set_sms_opt_out(session, person.id, True, state.clock())
+    return _page(request, "done.html", person.lang, message="optout_done", again=None)
+
+
+# -- shared --------------------------------------------------------------------------------------
+
+
+def _person(request: Request, token: str, purpose: str, max_age: int) -> Person | HTMLResponse:
+    """The delegate a link is for, or the page to show instead."""
+    state = request.app.state
+    try:
+        delegate_id = read_link(request, token, purpose, max_age)
+    except InvalidLink as e:
+        return _problem(request, e.reason, 410 if e.reason == "expired" else 400)
+    with state.store.session() as session:
+        row = session.get(DelegateRow, delegate_id)
+        if row is None:
+            return _problem(request, "unknown", 404)
+        lang = "en" if row.language == "en" else "sv"
+        first_name = row.name.split()[0] if row.name.strip() else ""
+        opted_out = row.email_opt_out and row.sms_opt_out
+        return Person(row.id, first_name, lang, row.rsvp, row.survey_answered, opted_out)
+
+
+def read_link(request: Request, token: str, purpose: str, max_age: int) -> str:
+    """Read a token as of the app's clock. The signer measures age on the real clock, so the difference
+    between the two moves the limit: a test clock 61 days ahead sees a 60-day link as expired."""
+    state = request.app.state
+    skew = (state.clock() - datetime.now(UTC)).total_seconds()
+    return str(state.signer.read(token, purpose, int(max_age - skew)))
+
+
+def _problem(request: Request, reason: str, status: int) -> HTMLResponse:
+    names = {code: request.app.state.event().event.name(code) for code in ("sv", "en")}
+    return _page(request, "problem.html", "sv", status, problem=PROBLEMS[reason], names=names)
+
+
+def _page(request: Request, name: str, lang: str, status: int = 200, **context: Any) -> HTMLResponse:
+    event: Event = request.app.state.event()
+    context.setdefault("error", None)
+    html = templates.get_template(name).render(
+        lang=lang, t=TEXTS[lang], texts=TEXTS, ev=_event_view(event, lang), contact=_contact(event), **context
+    )
+    return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+def _event_view(event: Event, lang: str) -> dict[str, Any]:
+    meta = event.event
+    return {
+        "name": meta.name(lang),
+        "dates": day_span(meta.start.date(), meta.end.date(), lang),
+        "place": f"{meta.venue.name}, {meta.venue.city}",
+        "deadline": day(meta.rsvp_deadline.date(), lang),
+        "survey": event.survey,
+    }
+
+
+def _contact(event: Event) -> dict[str, Any]:
+    duty = event.duty_contact
+    digits = "".join(c for c in phone(duty.phone, "en") if c.isdigit() or c == "+")
+    return {"name": duty.name, "role": duty.role, "phone": duty.phone, "tel": digits, "email": duty.email}
