@@ -141,7 +141,14 @@ def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMe
         if callback:
             message = SmsMessage(message.key, message.to, message.body, callback)
         return message
-    ics = event_ics(event, sequence=int(extra.get("sequence", 0))) if template in ICS_TEMPLATES else None
+    ics = (
+        rt.cached(
+            ("ics", int(extra.get("sequence", 0))),
+            lambda: event_ics(event, sequence=int(extra.get("sequence", 0))),
+        )
+        if template in ICS_TEMPLATES
+        else None
+    )
     return render_email(
         rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics
     )

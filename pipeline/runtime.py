@@ -34,6 +34,7 @@ class Runtime:
         self._event: Event | None = None
         self._event_mtime = -1.0
         self._local = threading.local()
+        self._cache: dict = {}
         self._lock = threading.Lock()
         from pipeline.render import make_env
 
@@ -46,7 +47,16 @@ class Runtime:
             if self._event is None or mtime != self._event_mtime:
                 self._event = load_event(self._event_path)
                 self._event_mtime = mtime
+                self._cache = {}
             return self._event
+
+    def cached(self, key, make):
+        """A value derived from the current event only (the .ics), made once per version of the file."""
+        self.event  # noqa: B018 - reloads the event, and clears the cache, when the file changed
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = make()
+        return value
 
     def email_channel(self) -> EmailChannel:
         channel = getattr(self._local, "email", None)
