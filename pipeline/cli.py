@@ -457,5 +457,221 @@ def run(ctx: Context, no_web: bool) -> None:
     run_all(ctx.settings, web=not no_web)
 
 
+# -- organisers: broadcast, apply, status -------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--to",
+    "to",
+    multiple=True,
+    required=True,
+    help="Segment: all, attending, not-responded, declined, role:R, stop:S, language:L, delegate:ID. "
+    "Comma = AND inside one --to (attending,stop:hotel); repeat --to for OR.",
+)
+@click.option("--text", help="Free text, sent with the `broadcast` template.")
+@click.option("--template", help="Send a named template instead of free text.")
+@click.option("--subject", help="Email subject for --text (default: the template's).")
+@click.option(
+    "--channel",
+    type=click.Choice(["auto", "sms", "email", "both"]),
+    default="auto",
+    show_default=True,
+    help="auto: SMS to those with a phone, email to the others.",
+)
+@click.option("--dry-run", is_flag=True, help="Show who would get what; store nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--again", is_flag=True, help="Send again what was already sent (a new broadcast id).")
+@pass_ctx
+def broadcast(
+    ctx: Context,
+    to: tuple[str, ...],
+    text: str | None,
+    template: str | None,
+    subject: str | None,
+    channel: str,
+    dry_run: bool,
+    yes: bool,
+    again: bool,
+) -> None:
+    """Send one message now to a segment of the delegates, through the ledger and the workers."""
+    from pipeline.broadcast import BroadcastError, create_broadcast, make_request, preview_broadcast
+    from pipeline.render import make_env
+
+    event = _event_or_fail(ctx)
+    env = make_env(ctx.settings.templates_dir)
+    store = ctx.store()
+    try:
+        request = make_request(to, event, text=text, template=template, subject=subject, channel=channel)
+        with store.session() as session:
+            preview = preview_broadcast(session, event, env, ctx.settings, request)
+    except BroadcastError as e:
+        fail(str(e))
+        return
+    _show_broadcast(preview, again, ctx.settings.sms_rate_per_second)
+    if preview.problems:
+        fail(preview.problems)
+    if dry_run:
+        click.echo("--dry-run: nothing stored, nothing sent.")
+        return
+    if not yes:
+        click.confirm("Send it?", abort=True)
+    with store.session() as session:
+        created = create_broadcast(session, event, env, ctx.settings, request, datetime.now(UTC), again=again)
+    click.echo(
+        f"broadcast {created.id}: new: {created.new_rows}, already sent/queued: {created.existing_rows}"
+    )
+    _send_batch(ctx, store, event, created.rule)
+
+
+def _show_broadcast(preview, again: bool, rate: float) -> None:
+    from pipeline.broadcast import audience_text
+
+    per = preview.per_channel
+    click.echo(f"To: {audience_text(preview.request.audience)} (broadcast {preview.broadcast_id})")
+    click.echo(
+        f"Recipients: {len(preview.recipients)} messages: "
+        f"{per.get('sms', 0)} SMS, {per.get('email', 0)} email"
+    )
+    for reason, n in sorted(preview.skipped.items()):
+        click.echo(f"Skipped: {n} ({reason})")
+    for sample in preview.samples:
+        click.echo(f"\n--- {sample.channel}, {sample.language} (as {sample.delegate_id} sees it) ---")
+        if sample.subject:
+            click.echo(f"Subject: {sample.subject}\n")
+        click.echo(sample.body.rstrip())
+        if sample.segments:
+            s = sample.segments
+            click.echo(f"[{s.segments} SMS part(s), {s.encoding}, {s.units} units]")
+    click.echo("")
+    if per.get("sms"):
+        click.echo(
+            f"SMS: up to {preview.sms_segments} part(s) each ({preview.sms_encoding}); sending takes about "
+            f"{preview.send_seconds:.1f} s at {rate:g} SMS parts per second (SMS_RATE_PER_SECOND)"
+        )
+    for warning in preview.warnings:
+        click.echo(f"Warning: {warning}")
+    if preview.existing and not again:
+        click.echo(
+            f"Already stored for {preview.existing} messages: only new recipients get it (--again resends)."
+        )
+
+
+def _send_batch(ctx: Context, store, event: Event, rule: str) -> None:
+    """Deliver a batch of ledger rows now (no BROKER_URL) or hand it to the workers."""
+    from pipeline.dispatch import deliver_now, enqueue
+    from pipeline.runtime import Runtime
+
+    rt = Runtime(ctx.settings, store=store)
+    if ctx.settings.broker_url:
+        n = enqueue(rt, event.event.id, rule)
+        click.echo(f"enqueued {n} messages for the workers; follow with `kallelse status`")
+        return
+    with click.progressbar(length=1, label="Sending", file=sys.stderr, show_pos=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        states = deliver_now(rt, event.event.id, rule, progress)
+    click.echo("done: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+    if states.get("failed"):
+        sys.exit(1)
+
+
+@main.command("apply")
+@click.option("--dry-run", is_flag=True, help="Show what would change and who would be told; store nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def apply_command(ctx: Context, dry_run: bool, yes: bool) -> None:
+    """Apply an edited event file: re-plan, and tell those already told the old time or place."""
+    from pipeline.changes import apply_changes, preview_apply
+    from pipeline.timetable import parse_event
+
+    path = ctx.settings.event_file
+    try:
+        text = path.read_text(encoding="utf-8")
+        event = parse_event(text, str(path))
+    except (OSError, ConfigError) as e:
+        fail(e.problems if isinstance(e, ConfigError) else f"{path}: {e}")
+        return
+    changed_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    store = ctx.store()
+    with store.session() as session:
+        preview = preview_apply(session, event, text, datetime.now(UTC), changed_at)
+    if preview.unchanged:
+        click.echo(f"{path}: unchanged since it was applied (sequence {preview.sequence}); nothing to do.")
+        return
+    _show_apply(preview, event, store)
+    if dry_run:
+        click.echo("--dry-run: nothing stored, nothing sent.")
+        return
+    if not yes and not preview.first:
+        click.confirm("Apply and send the change notices?", abort=True)
+    with store.session() as session:
+        _, applied = apply_changes(session, event, text, datetime.now(UTC), changed_at)
+    click.echo(
+        f"applied as sequence {applied.sequence}: {applied.plan.moved} sends moved, "
+        f"{applied.plan.added} added, {applied.plan.cancelled} cancelled; {applied.notices} change notices"
+    )
+    if applied.rule:
+        _send_batch(ctx, store, event, applied.rule)
+
+
+def _show_apply(preview, event: Event, store) -> None:
+    from pipeline.changes import describe
+    from pipeline.store.people import load_delegates
+
+    if preview.first:
+        click.echo("First apply: this file becomes the baseline (sequence 0); nobody is told anything.")
+    for change in preview.changes:
+        d = describe(event, change, "en")
+        click.echo(f"Changed: {change.subject} {change.kind}: {d['old']} → {d['new']}")
+    tz, diff = event.tz, preview.diff
+    lines = [
+        f"moved {m.key}: {m.old_due.astimezone(tz):%m-%d %H:%M} → {m.new_due.astimezone(tz):%m-%d %H:%M}"
+        for m in diff.moved
+    ]
+    lines += [f"added {s.key}: {s.due_at.astimezone(tz):%m-%d %H:%M}" for s in diff.added]
+    lines += [f"cancelled {key}: {why}" for key, why in diff.cancelled]
+    click.echo(
+        f"Plan: {len(diff.moved)} sends moved, {len(diff.added)} added, {len(diff.cancelled)} cancelled"
+    )
+    _echo_some(lines)
+    with store.session() as session:
+        names = {d.id: d.name for d in load_delegates(session, [n.delegate_id for n in preview.notices])}
+    click.echo(f"Change notices: {len(preview.notices)} delegates were told the old time or place")
+    _echo_some(
+        f"tell {names.get(n.delegate_id, n.delegate_id)} ({'+'.join(n.channels)}): "
+        + "; ".join(describe(event, c, "en")["what"] for c in n.changes)
+        for n in preview.notices
+    )
+
+
+def _echo_some(lines, limit: int = 20) -> None:
+    lines = list(lines)
+    for line in lines[:limit]:
+        click.echo(f"  {line}")
+    if len(lines) > limit:
+        click.echo(f"  … and {len(lines) - limit} more")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_ctx
+def status(ctx: Context, fmt: str) -> None:
+    """RSVPs, messages per rule and channel by state, failures, and the next sends."""
+    from pipeline.status import event_status, format_status
+
+    event = _event_or_fail(ctx)
+    with ctx.store().session() as session:
+        result = event_status(session, event)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+        return
+    for line in format_status(result, event):
+        click.echo(line)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

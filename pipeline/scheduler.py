@@ -4,6 +4,7 @@ One pass (`tick`) expires what can no longer be worth sending, moves due rows to
 compare-and-set, so two schedulers never queue a row twice), hands their ids to the broker after the
 commit, re-enqueues rows the broker lost, and marks rows a crashed worker left in `sending` as `unknown`.
 Re-planning happens at start, when the event file changes, and for delegates changed since the last pass.
+A changed event file re-plans at once; change notices wait for `kallelse apply` (a warning says how many).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from pipeline.changes import check_event_file
 from pipeline.planner import plan
 from pipeline.runtime import Runtime
 from pipeline.store import ledger
@@ -104,6 +106,7 @@ class Scheduler:
             counts = replan(self.rt, now)
             log.info("planned: %s", counts)
             self._event_mtime = mtime
+            self._check_applied(now, mtime)
         elif newest is not None and (changed_since is None or newest > changed_since):
             with self.rt.store.session() as session:
                 ids = session.scalars(
@@ -111,6 +114,14 @@ class Scheduler:
                 ).all()
             replan(self.rt, now, ids)
         self._delegates_seen = newest
+
+    def _check_applied(self, now: datetime, mtime: float) -> None:
+        # Sends follow the file at once; change notices wait for an organiser's `kallelse apply`.
+        text = self.rt.settings.event_file.read_text(encoding="utf-8")
+        with self.rt.store.session() as session:
+            waiting = check_event_file(session, self.rt.event, text, now, datetime.fromtimestamp(mtime, UTC))
+        if waiting:
+            log.warning("event file changed; run `kallelse apply` to notify %d delegates", waiting)
 
     def _sleep_for(self, next_due: datetime | None) -> float:
         if next_due is None:

@@ -126,6 +126,9 @@ class Rule(Frozen):
     quiet_hours: bool = True  # False: logistics texts that may go out at night
     max_segments: int | None = None
     description: str = ""
+    # What the message tells people, so a later change reaches those told: "*" (the whole programme),
+    # "own_stop", "item:<id>", "stop:<id>". The rule's own anchor counts without being listed.
+    mentions: list[str] = Field(default_factory=list)
 
     @field_validator("when", "until")
     @classmethod
@@ -330,9 +333,19 @@ def _reference_problems(ev: Event):
                 yield f"{where}.audience.stops: unknown stop {stop!r}"
         if not rule.channels:
             yield f"{where}.channels: name at least one of email, sms"
+        for mention in rule.mentions:
+            if not _known_mention(mention, items, stops):
+                yield f"{where}.mentions: {mention!r} is not *, own_stop or a known item:<id> or stop:<id>"
     for n, q in enumerate(ev.survey):
         if q.item and q.item not in items:
             yield f"survey[{n}].item: unknown item {q.item!r}"
+
+
+def _known_mention(mention: str, items: set[str], stops: set[str]) -> bool:
+    kind, _, ref = mention.partition(":")
+    return (
+        mention in ("*", "own_stop") or (kind == "item" and ref in items) or (kind == "stop" and ref in stops)
+    )
 
 
 def _parse_local(text: str) -> datetime | None:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_STEM = 120
 
+
 class OutboxEmail:
     """Writes each email as `<safe-key>.eml` under `directory`."""
 

@@ -152,3 +152,19 @@ class SurveyAnswerRow(Base):
     text: Mapped[str | None] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(String(10))  # sms | web
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AppliedEventRow(Base):
+    """The event file as last applied (`kallelse apply`): what change notices are measured against.
+
+    One row per applied version; the highest sequence is the current one, and is the SEQUENCE of the
+    calendar entry sent with its change notices."""
+
+    __tablename__ = "applied_events"
+    __table_args__ = (Index("ux_applied_event_sequence", "event_id", "sequence", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(Integer)
+    toml: Mapped[str] = mapped_column(Text)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)

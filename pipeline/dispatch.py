@@ -1,0 +1,102 @@
+"""Send one batch of ledger rows now: a broadcast or the change notices of one `kallelse apply`.
+
+The rows go through the same ledger states and the same `deliver` actor as everything else. Only the
+batch's own rows are queued (planned → queued, compare-and-set): an organiser's broadcast must not also
+push out whatever else happens to be overdue while no scheduler runs.
+
+With a broker (`BROKER_URL`) the ids are enqueued and the workers deliver them; without one, dramatiq
+worker threads on an in-process broker deliver them before `deliver_now` returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from pipeline import actors
+from pipeline.broker import make_broker, middleware
+from pipeline.runtime import Runtime
+from pipeline.store.models import LedgerRow
+
+Progress = Callable[[int, int], None]  # (done so far, total)
+PENDING = ("planned", "queued", "sending")
+POLL_SECONDS = 0.05
+
+
+def queue_rule(session: Session, event_id: str, rule: str, now: datetime) -> list[int]:
+    """Move this batch's due rows planned → queued and return their ids."""
+    result = session.execute(
+        update(LedgerRow)
+        .where(
+            LedgerRow.event_id == event_id,
+            LedgerRow.rule == rule,
+            LedgerRow.state == "planned",
+            LedgerRow.due_at <= now,
+        )
+        .values(state="queued", queued_at=now, retry_at=None, updated_at=now)
+        .returning(LedgerRow.id)
+    )
+    return sorted(result.scalars())
+
+
+def states_of(session: Session, event_id: str, rule: str) -> dict[str, int]:
+    """state → count for one batch."""
+    query = (
+        select(LedgerRow.state, func.count())
+        .where(LedgerRow.event_id == event_id, LedgerRow.rule == rule)
+        .group_by(LedgerRow.state)
+    )
+    return {state: n for state, n in session.execute(query)}
+
+
+def enqueue(rt: Runtime, event_id: str, rule: str) -> int:
+    """Queue the batch and hand the ids to the configured broker; workers elsewhere deliver them."""
+    with rt.store.session() as session:
+        ids = queue_rule(session, event_id, rule, rt.clock())
+    broker = make_broker(rt.settings)
+    try:
+        deliver = actors.declare(rt, broker)
+        for row_id in ids:
+            deliver.send(row_id)
+    finally:
+        broker.close()
+    return len(ids)
+
+
+def deliver_now(rt: Runtime, event_id: str, rule: str, progress: Progress | None = None) -> dict[str, int]:
+    """Queue the batch and deliver it with in-process workers; return the batch's final states."""
+    with rt.store.session() as session:
+        ids = queue_rule(session, event_id, rule, rt.clock())
+    broker = StubBroker(middleware=middleware(), fail_fast_default=False)
+    broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
+    deliver = actors.declare(rt, broker)
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
+    worker.start()
+    try:
+        for row_id in ids:
+            deliver.send(row_id)
+        return _wait(rt, event_id, rule, progress)
+    finally:
+        worker.stop()
+        broker.close()
+
+
+def _wait(rt: Runtime, event_id: str, rule: str, progress: Progress | None) -> dict[str, int]:
+    # The ledger, not the broker, says when a row is done: a retry puts it back to `queued` for a while.
+    while True:
+        with rt.store.session() as session:
+            states = states_of(session, event_id, rule)
+        total = sum(states.values())
+        pending = sum(states.get(s, 0) for s in PENDING)
+        if progress:
+            progress(total - pending, total)
+        if not pending:
+            return states
+        time.sleep(POLL_SECONDS)
