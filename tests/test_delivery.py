@@ -300,3 +300,23 @@ def test_a_message_due_in_three_seconds_reaches_its_channel_within_two_seconds_o
         running.stop()
     lateness = (arrived - due).total_seconds()
     assert 0 <= lateness <= 2.0, f"handed over {lateness:.2f} s after its due time"
+
+
+@pytest.mark.rabbitmq
+def test_rabbitmq_is_an_alternative_broker_that_delivers_the_same_way(settings, rabbitmq_url, twilio_server):
+    """With BROKER_URL=amqp://… the same actor and workers deliver through RabbitMQ."""
+    settings = settings.model_copy(update={"broker_url": rabbitmq_url})
+    store = open_store(settings.effective_database_url)
+    with store.session() as session:
+        upsert_delegates(session, [BO], INVITATION_DUE)
+    store.close()
+    running = Pipeline(settings, Clock(INVITATION_DUE))
+    try:
+        replan(running.rt, INVITATION_DUE)
+        queued = tick(running.rt, INVITATION_DUE, running.deliver.send).queued
+        assert len(queued) == 1
+        running.wait_until(running.settled("invitation:-:bo:sms"))
+        assert running.row("invitation:-:bo:sms").state == "sent"
+        assert len(twilio_server.messages) == 1
+    finally:
+        running.stop()

@@ -1,0 +1,104 @@
+"""`kallelse simulate`: the seed event end to end on a virtual clock, through real actors and the outbox."""
+
+from __future__ import annotations
+
+import json
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from pipeline.render import sms_segments
+from pipeline.timetable import load_event
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "delegates.example.csv"
+
+
+@pytest.fixture
+def simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, Path]:
+    """Import the example delegates, then simulate the whole plan; returns the JSON report and outbox."""
+    monkeypatch.chdir(ROOT)
+    for name in ("BROKER_URL", "DATABASE_URL", "EMAIL_BACKEND", "SMS_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    imported = runner.invoke(main, ["delegates", "import", str(EXAMPLE)])
+    assert imported.exit_code == 0, imported.output
+    result = runner.invoke(main, ["simulate", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    return report, tmp_path / "outbox"
+
+
+def test_every_planned_message_ends_sent_expired_or_skipped_with_a_reason_and_none_failed(simulated):
+    """The simulation finishes the whole plan: nothing failed, nothing left behind, reasons for the rest."""
+    report, _ = simulated
+    assert report["totals"].get("failed", 0) == 0
+    assert set(report["totals"]) <= {"sent", "expired", "skipped"}
+    assert report["totals"]["sent"] > 50
+    for rule in report["rules"]:
+        for state, count in rule["counts"].items():
+            if state in ("expired", "skipped"):
+                assert sum(rule["reasons"][state].values()) == count, rule
+
+
+def test_the_simulation_covers_every_rule_of_the_plan(simulated):
+    """Each rule of the shipped communication plan sends at least one message to the example delegates."""
+    report, _ = simulated
+    event = load_event(ROOT / "config" / "event.toml")
+    sent_rules = {r["rule"] for r in report["rules"] if r["counts"].get("sent")}
+    assert sent_rules == {rule.id for rule in event.rules}
+
+
+def test_the_emails_are_valid_mime_with_text_and_html_and_swedish_characters_intact(simulated):
+    """Every .eml parses; it has text and HTML parts; å ä ö survive in subject and body."""
+    _, outbox = simulated
+    emails = sorted((outbox / "email").glob("*.eml"))
+    assert emails
+    swedish_subjects = 0
+    for path in emails:
+        mail = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        assert mail.defects == []
+        plain = mail.get_body(("plain",)).get_content()
+        html = mail.get_body(("html",)).get_content()
+        assert plain.strip() and "<html" in html.lower()
+        assert "\ufffd" not in plain + html + mail["Subject"]
+        swedish_subjects += any(c in mail["Subject"] for c in "åäöÅÄÖ")
+    assert swedish_subjects > 0
+    invitation = next(p for p in emails if ":invitation:" in p.name or "_invitation_" in p.name)
+    text = (
+        BytesParser(policy=policy.default)
+        .parsebytes(invitation.read_bytes())
+        .get_body(("plain",))
+        .get_content()
+    )
+    assert "Skellefteå" in text and "Välkommen" in text
+
+
+def test_the_invitation_email_carries_the_event_as_an_ics_attachment(simulated):
+    """The invitation has a text/calendar part with the event's stable UID and its start in Stockholm time."""
+    _, outbox = simulated
+    path = next(p for p in (outbox / "email").glob("*invitation*.eml"))
+    mail = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    [calendar] = [part for part in mail.walk() if part.get_content_type() == "text/calendar"]
+    ics = calendar.get_content()
+    assert "UID:sik-2021@kallelse" in ics and "SEQUENCE:0" in ics
+    assert "DTSTART;TZID=Europe/Stockholm:20211125T090000" in ics
+
+
+def test_every_sms_is_within_its_rules_segment_limit(simulated):
+    """Logistics texts are one segment, everything else at most the event's limit of two."""
+    _, outbox = simulated
+    event = load_event(ROOT / "config" / "event.toml")
+    limits = {rule.id: rule.max_segments or event.event.sms_max_segments for rule in event.rules}
+    texts = [json.loads(p.read_text(encoding="utf-8")) for p in (outbox / "sms").glob("*.json")]
+    assert texts
+    for sms in texts:
+        rule = sms["key"].split(":")[1]
+        assert sms_segments(sms["body"]).segments <= limits[rule], (rule, sms["body"])
+    pickups = [s for s in texts if ":pickup:" in s["key"]]
+    assert pickups and all(sms_segments(s["body"]).segments == 1 for s in pickups)
