@@ -29,11 +29,10 @@ def declare(runtime: Runtime, broker: dramatiq.Broker) -> dramatiq.Actor:
     global _runtime
     _runtime = runtime
     return dramatiq.actor(
-        _deliver,
         actor_name="deliver",
         queue_name=QUEUE,
         broker=broker,
         max_retries=runtime.settings.max_attempts + 2,
         min_backoff=runtime.settings.retry_min_backoff_ms,
         max_backoff=runtime.settings.retry_max_backoff_ms,
-    )
+    )(_deliver)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -398,16 +399,17 @@ def survey_report_command(ctx: Context, png: Path | None, lang: str) -> None:
 @pass_ctx
 def export(ctx: Context, what: str, fmt: str) -> None:
     """Export RSVPs, survey answers or the message ledger (CSV for Excel, or JSON) to standard output."""
-    import io
-
     from pipeline.export import export_rows, write_csv, write_json
 
     event = _event_or_fail(ctx)
     with ctx.store().session() as session:
-        columns, rows = export_rows(session, event, what)
+        columns, rows = export_rows(session, event, what)  # type: ignore[arg-type]  # click.Choice checked it
     # Bytes straight to stdout: Excel needs the BOM and the file's own line endings untouched.
-    stream = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
-    (write_csv if fmt == "csv" else write_json)(columns, rows, stream)
+    stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    if fmt == "csv":
+        write_csv(columns, rows, stream)
+    else:
+        write_json(columns, rows, stream)
     stream.flush()
     stream.detach()
 

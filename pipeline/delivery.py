@@ -70,7 +70,10 @@ def deliver(rt: Runtime, row_id: int) -> Outcome:
         log.exception("cannot render %s", row.key)
         return _finish(rt, row, "failed", f"cannot render: {e}")
     try:
-        receipt = (rt.sms_channel() if row.channel == "sms" else rt.email_channel()).send(message)
+        if isinstance(message, SmsMessage):
+            receipt = rt.sms_channel().send(message)
+        else:
+            receipt = rt.email_channel().send(message)
     except PermanentDeliveryError as e:
         return _finish(rt, row, "failed", str(e), e.code)
     except TransientDeliveryError as e:

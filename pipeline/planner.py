@@ -138,7 +138,7 @@ def choose_channels(
         return reachable
     # "first": keep a channel that already carried (or is carrying) this message, so a delegate who
     # gains a phone later is not told the same thing twice; one that failed for good gives way to the next.
-    states = {
+    states: dict[str, str | None] = {
         c: ledger.get(send_key(event.event.id, rule.id, occurrence, delegate.id, c)) for c in rule.channels
     }
     for channel in rule.channels:

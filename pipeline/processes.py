@@ -63,7 +63,12 @@ def run_workers(settings: Settings, processes: int, threads: int) -> None:
     ]
     for child in children:
         child.start()
-    _stop_on_signals(lambda: [c.terminate() for c in children])
+
+    def stop_children() -> None:
+        for child in children:
+            child.terminate()
+
+    _stop_on_signals(stop_children)
     for child in children:
         child.join()
 

@@ -27,7 +27,7 @@ from pipeline.store.people import load_delegates
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[int], None]
+Enqueue = Callable[[int], object]
 MAX_SLEEP = 1.0  # seconds: the longest a due message waits for the scheduler to notice it
 SENDING_GRACE = timedelta(minutes=10)  # longer than any provider call with its timeout
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Result, and_, func, insert, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from pipeline.planner import OPEN_STATES, PlannedSend
@@ -168,7 +170,7 @@ def expire_overdue(session: Session, now: datetime) -> int:
         .where(LedgerRow.state == "planned", LedgerRow.expires_at <= now)
         .values(state="expired", reason="its validity ended before it could be sent", updated_at=now)
     )
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 def queue_due(session: Session, now: datetime, limit: int = 5000) -> list[int]:
@@ -246,7 +248,7 @@ def claim(session: Session, row_id: int, now: datetime) -> LedgerRow | None:
         .where(LedgerRow.id == row_id, LedgerRow.state == "queued")
         .values(state="sending", sending_at=now, attempts=LedgerRow.attempts + 1, updated_at=now)
     )
-    if not result.rowcount:
+    if not rowcount(result):
         return None
     return session.get(LedgerRow, row_id, populate_existing=True)
 
@@ -257,7 +259,7 @@ def _move(session: Session, row_id: int, from_states: Iterable[str], **values) -
         .where(LedgerRow.id == row_id, LedgerRow.state.in_(list(from_states)))
         .values(**values)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def mark_sent(session: Session, row_id: int, provider_id: str, now: datetime) -> bool:
@@ -321,6 +323,31 @@ def counts_by_state(session: Session, event_id: str) -> dict[tuple[str, str, str
     return {(rule, channel, state): n for rule, channel, state, n in session.execute(query)}
 
 
+def rowcount(result: Result) -> int:
+    """Rows an UPDATE touched (typed: `Session.execute` returns a plain Result for any statement)."""
+    return cast(CursorResult, result).rowcount or 0
+
+
 def _chunks(items: list, size: int = CHUNK):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def retry_failed(session: Session, row_id: int, now: datetime) -> bool:
+    """An organiser's retry: failed or unknown → planned, due now, with a fresh attempt budget. The
+    scheduler queues it like any due row (and expires it if its validity has passed). For an `unknown` row
+    the organiser has checked that it did not go out: this is the deliberate resend the invariant allows."""
+    return _move(
+        session,
+        row_id,
+        ["failed", "unknown"],
+        state="planned",
+        due_at=now,
+        attempts=0,
+        reason="",
+        error_code=None,
+        retry_at=None,
+        queued_at=None,
+        sending_at=None,
+        updated_at=now,
+    )

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pipeline.store.ledger import rowcount
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, SurveyAnswerRow
 
 # What a delegate was asked by each template, for reading their next reply in context.
@@ -165,9 +166,11 @@ def apply_status(
     if state == "failed":
         values["reason"] = f"{provider_status} (Twilio error {error_code})" if error_code else provider_status
         values["error_code"] = error_code
-    moved = session.execute(
-        update(LedgerRow).where(LedgerRow.id == row.id, LedgerRow.state == row.state).values(**values)
-    ).rowcount
+    moved = rowcount(
+        session.execute(
+            update(LedgerRow).where(LedgerRow.id == row.id, LedgerRow.state == row.state).values(**values)
+        )
+    )
     if moved and error_code == OPTED_OUT_CODE:
         set_sms_opt_out(session, row.delegate_id, True, now)
     return state if moved else None
