@@ -73,6 +73,12 @@ def main() -> None:
     parser.add_argument("--delegates", type=int, default=100_000)
     parser.add_argument("--deliver", type=int, default=0, help="rows to push through broker and workers")
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="deliver with `kallelse worker` subprocesses instead of in-process threads",
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="kallelse-bench-"))
@@ -110,7 +116,9 @@ def main() -> None:
             queued.extend(batch)
     step("queue", len(queued), started)
 
-    if args.deliver:
+    if args.deliver and args.processes:
+        deliver_with_workers(url, scratch, queued[: args.deliver], args.processes, args.threads)
+    elif args.deliver:
         deliver(url, scratch, queued[: args.deliver], args.threads)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory {peak_mb:.0f} MB", flush=True)
@@ -149,6 +157,78 @@ def deliver(url: str, scratch: Path, ids: list[int], threads: int) -> None:
     step("deliver", len(ids), started)
     worker.stop()
     broker.close()
+
+
+def deliver_with_workers(url: str, scratch: Path, ids: list[int], processes: int, threads: int) -> None:
+    """Real `kallelse worker` processes on the real clock: the rows' validity is lifted for the run."""
+    import subprocess
+
+    from sqlalchemy import func, select, update
+
+    from pipeline import actors
+    from pipeline.broker import make_broker
+    from pipeline.runtime import Runtime
+    from pipeline.store.models import LedgerRow
+
+    broker_url = os.environ.get("BROKER_URL", "")
+    if not broker_url:
+        sys.exit("--processes needs BROKER_URL (redis://… or amqp://…)")
+    settings = Settings(
+        _env_file=None,
+        database_url=url,
+        data_dir=scratch,
+        broker_url=broker_url,
+        event_file=ROOT / "config" / "event.toml",
+        templates_dir=ROOT / "templates",
+    )
+    rt = Runtime(settings)
+    with rt.store.session() as session:
+        for start in range(0, len(ids), 5000):
+            session.execute(
+                update(LedgerRow).where(LedgerRow.id.in_(ids[start : start + 5000])).values(expires_at=None)
+            )
+    broker = make_broker(settings)
+    broker.flush_all()
+    actor = actors.declare(rt, broker)
+    for row_id in ids:
+        actor.send(row_id)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DATA_DIR": str(scratch),
+        "BROKER_URL": broker_url,
+        "EVENT_FILE": str(ROOT / "config" / "event.toml"),
+        "TEMPLATES_DIR": str(ROOT / "templates"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "worker",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
+    started = time.perf_counter()
+    worker = subprocess.Popen(command, env=env, cwd=ROOT)
+    try:
+        done = 0
+        while done < len(ids):
+            time.sleep(0.5)
+            with rt.store.session() as session:
+                done = (
+                    session.scalar(
+                        select(func.count()).where(
+                            LedgerRow.id.in_(ids[:50_000]), LedgerRow.state != "queued"
+                        )
+                    )
+                    or 0
+                )
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    step(f"deliver{processes}p", len(ids), started)
 
 
 def _reset_postgres(url: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[int], object]
 MAX_SLEEP = 1.0  # seconds: the longest a due message waits for the scheduler to notice it
-SENDING_GRACE = timedelta(minutes=10)  # longer than any provider call with its timeout
+SENDING_GRACE = timedelta(minutes=10)
+REPLAN_CHUNK = 5000  # delegates per re-plan step  # longer than any provider call with its timeout
 
 
 @dataclass
@@ -103,8 +104,9 @@ class Scheduler:
         with self.rt.store.session() as session:
             newest = session.scalar(select(func.max(DelegateRow.updated_at)))
         if mtime != self._event_mtime:
-            counts = replan(self.rt, now)
-            log.info("planned: %s", counts)
+            with self.rt.store.session() as session:
+                ids = session.scalars(select(DelegateRow.id).order_by(DelegateRow.id)).all()
+            self._replan_in_chunks(ids, now)
             self._event_mtime = mtime
             self._check_applied(now, mtime)
         elif newest is not None and (changed_since is None or newest > changed_since):
@@ -112,8 +114,20 @@ class Scheduler:
                 ids = session.scalars(
                     select(DelegateRow.id).where(DelegateRow.updated_at >= (changed_since or newest))
                 ).all()
-            replan(self.rt, now, ids)
+            self._replan_in_chunks(ids, now)
         self._delegates_seen = newest
+
+    def _replan_in_chunks(self, ids: Sequence[str], now: datetime) -> None:
+        """Re-plan a few thousand delegates at a time, sending what is due in between: a full re-plan of a
+        national event takes about a minute, and due messages must not wait for it."""
+        total = SyncCounts()
+        for start in range(0, len(ids), REPLAN_CHUNK):
+            counts = replan(self.rt, now, ids[start : start + REPLAN_CHUNK])
+            for name in ("added", "moved", "cancelled", "unchanged"):
+                setattr(total, name, getattr(total, name) + getattr(counts, name))
+            if start + REPLAN_CHUNK < len(ids):
+                tick(self.rt, self.rt.clock(), self.enqueue)
+        log.info("planned %d delegates: %s", len(ids), total)
 
     def _check_applied(self, now: datetime, mtime: float) -> None:
         # Sends follow the file at once; change notices wait for an organiser's `kallelse apply`.
