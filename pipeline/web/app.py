@@ -15,7 +15,7 @@ from pipeline.links import LinkSigner
 from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.timetable import Event, load_event
-from pipeline.web import pages, twilio
+from pipeline.web import admin, pages, twilio
 
 
 def utc_now() -> datetime:
@@ -61,6 +61,7 @@ def create_app(
     app.state.clock = utc_now
     app.include_router(twilio.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:
