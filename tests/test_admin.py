@@ -268,6 +268,22 @@ def test_the_delegate_list_filters_by_answer(admin, answer, shown, hidden) -> No
     assert not any(f'/admin/delegates/{d}"' in table for d in hidden)
 
 
+def test_the_delegate_list_can_be_searched_by_name_or_organisation(admin) -> None:
+    """`?q=` finds delegates by part of their name or organisation, case-insensitively."""
+    table = admin.get("/admin?q=SANDVIK").text
+    assert "/admin/delegates/cecilia" in table and '/admin/delegates/anna"' not in table
+
+
+def test_a_long_delegate_list_is_cut_with_a_note_saying_how_many_matched(admin, store, monkeypatch) -> None:
+    """A national event has 100,000 delegates: the page shows the first LIST_LIMIT and says so."""
+    from pipeline.web import admin_data
+
+    monkeypatch.setattr(admin_data, "LIST_LIMIT", 2)
+    page = admin.get("/admin").text
+    assert "Visar 2 av 5" in page
+    assert page.count('href="/admin/delegates/') == 2
+
+
 def test_the_plan_groups_the_ledger_by_state_rule_and_local_time(admin, store) -> None:
     """Each part counts its rows; the invitation's failure shows at its local due time (09:00)."""
     page = admin.get("/admin/plan")

@@ -139,13 +139,23 @@ def logout(_session: AdminPost) -> Response:
 
 
 @router.get("", response_class=HTMLResponse)
-def overview(request: Request, session: Admin, svar: str = "") -> HTMLResponse:
+def overview(request: Request, session: Admin, svar: str = "", q: str = "") -> HTMLResponse:
     answer = svar if svar in ANSWERS else ""
+    search = q.strip()[:100]
     event = _event(request)
     with request.app.state.store.session() as db:
         status = event_status(db, event)
-        people = admin_data.delegates(db, answer or None)
-    return _page(request, "admin_overview.html", session, status=status, people=people, answer=answer)
+        people, matched = admin_data.delegates(db, answer or None, search)
+    return _page(
+        request,
+        "admin_overview.html",
+        session,
+        status=status,
+        people=people,
+        answer=answer,
+        search=search,
+        matched=matched,
+    )
 
 
 @router.get("/plan", response_class=HTMLResponse)

@@ -40,11 +40,22 @@ class TimelineGroup:
         return sum(self.counts.values())
 
 
-def delegates(session: Session, answer: str | None) -> list[DelegateRow]:
-    query = select(DelegateRow).order_by(DelegateRow.name, DelegateRow.id)
+def delegates(session: Session, answer: str | None, search: str = "") -> tuple[list[DelegateRow], int]:
+    """At most LIST_LIMIT delegates (a national event has 100,000) and how many matched in all."""
+    query = select(DelegateRow)
     if answer:
         query = query.where(DelegateRow.rsvp == answer)
-    return list(session.scalars(query))
+    if search:
+        pattern = f"%{search.lower()}%"
+        query = query.where(
+            func.lower(DelegateRow.name).like(pattern)
+            | func.lower(DelegateRow.organisation).like(pattern)
+            | func.lower(func.coalesce(DelegateRow.email, "")).like(pattern)
+            | (DelegateRow.id == search)
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(DelegateRow.name, DelegateRow.id).limit(LIST_LIMIT))
+    return list(rows), total
 
 
 def timeline(session: Session, event: Event) -> dict[str, list[TimelineGroup]]:
