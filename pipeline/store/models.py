@@ -73,7 +73,7 @@ class DelegateRow(Base):
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     survey_answered: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the scheduler polls for changes
 
 
 class RsvpRow(Base):
@@ -95,6 +95,8 @@ class LedgerRow(Base):
     __tablename__ = "ledger"
     __table_args__ = (
         Index("ix_ledger_state_due", "state", "due_at"),
+        # expire_overdue runs every tick: without this it would scan every planned row of a national event.
+        Index("ix_ledger_state_expires", "state", "expires_at"),
         Index("ix_ledger_provider_id", "provider_id"),
     )
 
