@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from email import policy
+from email import encoders
+from email.charset import QP, Charset
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage as MimeMessage
-from email.utils import format_datetime, parseaddr
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 
 from pipeline.channels.base import Attachment, EmailMessage
 from pipeline.errors import PermanentDeliveryError
+
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP  # readable in an .eml file, 7-bit clean for any relay
 
 # Headers the builder owns; letting `message.headers` replace them would break threading or receipts.
 _PROTECTED = {"message-id", "from", "to", "date", "mime-version", "content-type", "content-transfer-encoding"}
@@ -30,24 +38,32 @@ def message_id(key: str, domain: str = "kallelse") -> str:
 
 def build_mime(
     message: EmailMessage, *, sender: str, reply_to: str | None = None, date: datetime | None = None
-) -> MimeMessage:
+) -> Message:
     """Build the MIME message; `date` defaults to now (local time zone).
 
+    Built with the classic `email.mime` classes: the same bytes as `EmailMessage`'s API at a third of the
+    CPU, which matters when a worker renders 100,000 invitations (bench/README.md).
     Raises PermanentDeliveryError when an address cannot be used: no retry will make it valid.
     """
-    mime = MimeMessage(policy=policy.default)
+    alternative = MIMEMultipart("alternative")
+    # MIMEText takes a Charset object at run time (typeshed says str): it is how QP is chosen per message.
+    alternative.attach(MIMEText(message.text, "plain", _UTF8_QP))  # type: ignore[arg-type]
+    alternative.attach(MIMEText(message.html, "html", _UTF8_QP))  # type: ignore[arg-type]
+    mime: Message = alternative
+    if message.attachments:
+        mime = MIMEMultipart("mixed")
+        mime.attach(alternative)
+        for attachment in message.attachments:
+            mime.attach(_attachment(attachment))
     mime["Message-ID"] = message_id(message.key, _domain_of(sender))
     mime["Date"] = format_datetime(date or datetime.now().astimezone())
-    mime["From"] = sender
+    mime["From"] = _encoded_address(sender)
     mime["To"] = _recipient(message)
     if reply_to:
-        mime["Reply-To"] = reply_to
-    mime["Subject"] = message.subject
+        mime["Reply-To"] = _encoded_address(reply_to)
+    subject = message.subject
+    mime["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")  # type: ignore[assignment]
     _add_extra_headers(mime, message.headers)
-    mime.set_content(message.text, cte="quoted-printable")
-    mime.add_alternative(message.html, subtype="html", cte="quoted-printable")
-    for attachment in message.attachments:
-        _attach(mime, attachment)
     return mime
 
 
@@ -58,14 +74,20 @@ def _domain_of(sender: str) -> str:
     return domain or "kallelse"
 
 
-def _recipient(message: EmailMessage) -> Address:
+def _recipient(message: EmailMessage) -> str:
     try:
-        return Address(display_name=message.to_name, addr_spec=message.to)
+        Address(display_name=message.to_name, addr_spec=message.to)  # validates; raises on a bad address
     except (ValueError, IndexError, HeaderParseError) as e:  # the stdlib address parser raises all three
         raise PermanentDeliveryError(f"unusable email address for {message.key}: {e}", code="address") from e
+    return formataddr((message.to_name, message.to), charset="utf-8")
 
 
-def _add_extra_headers(mime: MimeMessage, headers: dict[str, str]) -> None:
+def _encoded_address(value: str) -> str:
+    name, address = parseaddr(value)
+    return formataddr((name, address), charset="utf-8") if address else value
+
+
+def _add_extra_headers(mime: Message, headers: dict[str, str]) -> None:
     for name, value in headers.items():
         if name.lower() in _PROTECTED:
             raise ValueError(f"header {name!r} is set by build_mime and cannot be overridden")
@@ -73,11 +95,15 @@ def _add_extra_headers(mime: MimeMessage, headers: dict[str, str]) -> None:
         mime[name] = value
 
 
-def _attach(mime: MimeMessage, attachment: Attachment) -> None:
+def _attachment(attachment: Attachment) -> MIMEBase:
     maintype, subtype, params = _split_content_type(attachment.content_type)
-    mime.add_attachment(
-        attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename, params=params
-    )
+    part = MIMEBase(maintype, subtype)
+    for name, value in params.items():
+        part.set_param(name, value)
+    part.set_payload(attachment.data)
+    encoders.encode_base64(part)
+    part.add_header("Content-Disposition", "attachment", filename=attachment.filename)
+    return part
 
 
 def _split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
