@@ -6,9 +6,15 @@ carry ledger ids only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import dramatiq
+from dramatiq.brokers.stub import StubBroker
 
 from pipeline import delivery
+from pipeline.broker import middleware
 from pipeline.runtime import Runtime
 
 QUEUE = "deliver"
@@ -36,3 +42,31 @@ def declare(runtime: Runtime, broker: dramatiq.Broker) -> dramatiq.Actor:
         min_backoff=runtime.settings.retry_min_backoff_ms,
         max_backoff=runtime.settings.retry_max_backoff_ms,
     )(_deliver)
+
+
+@dataclass(frozen=True)
+class InProcess:
+    broker: StubBroker
+    deliver: dramatiq.Actor
+    worker: dramatiq.Worker
+
+    def drain(self) -> None:
+        """Wait until every message sent so far (retries included) has been handled."""
+        self.broker.join(QUEUE)
+        self.worker.join()
+
+
+@contextmanager
+def in_process_workers(runtime: Runtime, threads: int = 4) -> Iterator[InProcess]:
+    """An in-process broker with worker threads, for simulate and for CLI sends without BROKER_URL."""
+    broker = StubBroker(middleware=middleware(), fail_fast_default=False)
+    broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
+    deliver = declare(runtime, broker)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)
+    worker.start()
+    try:
+        yield InProcess(broker, deliver, worker)
+    finally:
+        worker.stop()
+        broker.close()

@@ -14,13 +14,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-import dramatiq
-from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from pipeline import actors
-from pipeline.broker import make_broker, middleware
+from pipeline.broker import make_broker
 from pipeline.runtime import Runtime
 from pipeline.store.models import LedgerRow
 
@@ -73,19 +71,10 @@ def deliver_now(rt: Runtime, event_id: str, rule: str, progress: Progress | None
     """Queue the batch and deliver it with in-process workers; return the batch's final states."""
     with rt.store.session() as session:
         ids = queue_rule(session, event_id, rule, rt.clock())
-    broker = StubBroker(middleware=middleware(), fail_fast_default=False)
-    broker.emit_after("process_boot")
-    dramatiq.set_broker(broker)
-    deliver = actors.declare(rt, broker)
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
-    worker.start()
-    try:
+    with actors.in_process_workers(rt) as workers:
         for row_id in ids:
-            deliver.send(row_id)
+            workers.deliver.send(row_id)
         return _wait(rt, event_id, rule, progress)
-    finally:
-        worker.stop()
-        broker.close()
 
 
 def _wait(rt: Runtime, event_id: str, rule: str, progress: Progress | None) -> dict[str, int]:

@@ -14,12 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import dramatiq
-from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import func, select
 
 from pipeline import actors
-from pipeline.broker import middleware
 from pipeline.delegates import Delegate
 from pipeline.runtime import Runtime
 from pipeline.scheduler import replan, tick
@@ -112,28 +109,18 @@ def _first_due(rt: Runtime) -> datetime:
 
 
 def _run(rt: Runtime, clock: VirtualClock, until: datetime | None, progress: Progress | None) -> None:
-    broker = StubBroker(middleware=middleware(), fail_fast_default=False)
-    broker.emit_after("process_boot")
-    dramatiq.set_broker(broker)
-    deliver = actors.declare(rt, broker)
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
-    worker.start()
     total = _count(rt, None)
-    try:
+    with actors.in_process_workers(rt) as workers:
         while True:
             with rt.store.session() as session:
                 due = ledger.next_due(session)
             if due is None or (until is not None and due > until):
                 break
             clock.set(due)
-            tick(rt, clock(), deliver.send)
-            broker.join(actors.QUEUE)
-            worker.join()
+            tick(rt, clock(), workers.deliver.send)
+            workers.drain()
             if progress:
                 progress(total - _count(rt, "planned"), total)
-    finally:
-        worker.stop()
-        broker.close()
 
 
 def _count(rt: Runtime, state: str | None) -> int:
