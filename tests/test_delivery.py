@@ -28,6 +28,7 @@ from pipeline.settings import Settings
 from pipeline.store import open_store
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import upsert_delegates
+from pipeline.store.responses import set_sms_opt_out
 
 ROOT = Path(__file__).resolve().parent.parent
 # The invitation rule is due 7 weeks before the start: Thursday 7 October 2021 at 09:00 local.
@@ -252,6 +253,20 @@ def test_a_row_a_worker_reaches_after_its_validity_is_expired_and_not_sent(pipel
     assert row.state == "expired"
     assert "validity" in row.reason
     assert twilio_server.messages == []
+
+
+@pytest.mark.redis
+def test_an_sms_queued_before_the_delegate_said_stop_is_skipped_not_sent(pipeline, twilio_server):
+    """STOP arriving between queueing and sending wins: the worker records the row as skipped."""
+    pipeline.worker.pause()
+    plan_and_enqueue(pipeline)
+    with pipeline.rt.store.session() as session:
+        set_sms_opt_out(session, "bo", True, INVITATION_DUE)
+    pipeline.worker.resume()
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    row = pipeline.row("invitation:-:bo:sms")
+    assert (row.state, row.reason) == ("skipped", "opted out of SMS")
+    assert twilio_server.requests == []
 
 
 @pytest.mark.redis
