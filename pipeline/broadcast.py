@@ -28,16 +28,9 @@ from sqlalchemy.orm import Session
 from pipeline.delegates import Delegate
 from pipeline.links import LinkSigner
 from pipeline.planner import send_key
-from pipeline.render import (
-    GSM7_BASIC,
-    GSM7_EXTENSION,
-    LANGUAGES,
-    Segments,
-    render_email,
-    render_sms,
-    sms_segments,
-)
+from pipeline.render import LANGUAGES, render_email, render_sms
 from pipeline.settings import Settings
+from pipeline.sms import GSM7_BASIC, GSM7_EXTENSION, Segments, sms_segments
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import load_delegates
 from pipeline.timetable import Event

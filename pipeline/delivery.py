@@ -133,7 +133,8 @@ def _finish(rt: Runtime, row: LedgerRow, state: str, reason: str, code: str | No
 
 
 def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMessage:
-    from pipeline.render import event_ics, render_email, render_sms
+    from pipeline.ics import event_ics
+    from pipeline.render import render_email, render_sms
 
     event = rt.event
     template, extra = _template_of(row, event)

@@ -19,8 +19,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from pipeline.mailparse import MailReply
-from pipeline.render import gsm_friendly, phone
+from pipeline.render import phone
 from pipeline.replies import Reply, interpret
+from pipeline.sms import gsm_friendly
 from pipeline.store.models import DelegateRow
 from pipeline.store.people import record_rsvp
 from pipeline.store.responses import (

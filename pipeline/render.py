@@ -1,4 +1,6 @@
-"""Render messages: jinja2 templates, SMS segment counting and the event's .ics.
+"""Render messages: jinja2 templates for email and SMS, and the check of every template.
+
+SMS counting lives in `pipeline/sms.py`, the calendar file in `pipeline/ics.py`.
 
 Pure apart from reading template files. Templates live in `templates/<lang>/<name>.subject.txt`, `.txt`,
 `.html` (email) and `.sms.txt` (SMS); HTML parts extend the shared `templates/base.html`.
@@ -15,19 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import icalendar
 import jinja2
 import phonenumbers
 
 from pipeline.channels.base import Attachment, EmailMessage, SmsMessage
 from pipeline.delegates import Delegate
+from pipeline.sms import one_line, sms_segments, sms_text
 from pipeline.timetable import Contact, Event, Item, Language, Rule, Stop, Text
 
 LANGUAGES: tuple[Language, ...] = ("sv", "en")
@@ -78,12 +79,12 @@ def clock(at: datetime, lang: str = "sv") -> str:
 
 def day(at: date, lang: str = "sv") -> str:
     """ "torsdag 25 november" / "Thursday 25 November" (no year: messages are about this year)."""
-    return f"{_DAYS[_lang(lang)][at.weekday()]} {at.day} {_MONTHS[_lang(lang)][at.month - 1]}"
+    return f"{_DAYS[language_code(lang)][at.weekday()]} {at.day} {_MONTHS[language_code(lang)][at.month - 1]}"
 
 
 def day_span(start: date, end: date, lang: str = "sv") -> str:
     """ "25–26 november 2021", or "30 november – 1 december 2021" across a month."""
-    months = _MONTHS[_lang(lang)]
+    months = _MONTHS[language_code(lang)]
     if start == end:
         return f"{start.day} {months[start.month - 1]} {start.year}"
     if (start.year, start.month) == (end.year, end.month):
@@ -114,7 +115,7 @@ def phone(number: str | None, lang: str = "sv") -> str:
     return phonenumbers.format_number(parsed, fmt.NATIONAL if national else fmt.INTERNATIONAL)
 
 
-def _lang(lang: str) -> str:
+def language_code(lang: str) -> str:
     return lang if lang in LANGUAGES else "sv"
 
 
@@ -208,7 +209,7 @@ class QuestionView:
     text: str
 
 
-def _item_view(event: Event, item: Item, lang: str) -> ItemView:
+def item_view(event: Event, item: Item, lang: str) -> ItemView:
     start, end = event.local(item.start), event.local(item.end)
     note = item.note(lang) if item.note else ""
     return ItemView(
@@ -232,7 +233,7 @@ def _contact_view(contact: Contact, lang: str) -> ContactView:
     return ContactView(contact.id, contact.name, contact.role(lang), contact.email, contact.phone)
 
 
-def _days(items: Iterable[ItemView]) -> list[DayView]:
+def group_by_day(items: Iterable[ItemView]) -> list[DayView]:
     by_date: dict[date, list[ItemView]] = {}
     for item in sorted(items, key=lambda i: i.start):
         by_date.setdefault(item.start.date(), []).append(item)
@@ -278,8 +279,8 @@ def build_context(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a template needs, with times local to the event and texts in the delegate's language."""
-    lang = _lang(delegate.language)
-    items = [_item_view(event, i, lang) for i in event.items]
+    lang = language_code(delegate.language)
+    items = [item_view(event, i, lang) for i in event.items]
     bus = next((i for i in items if i.kind == "bus"), None)
     start, end = event.local(event.event.start), event.local(event.event.end)
     context: dict[str, Any] = {
@@ -305,7 +306,7 @@ def build_context(
         "session": _session(event, items, delegate.role),
         "duty": _contact_view(event.duty_contact, lang),
         "contacts": [_contact_view(c, lang) for c in event.contacts],
-        "days": _days(items),
+        "days": group_by_day(items),
         "survey": [QuestionView(q.id, q.kind, q.text(lang)) for q in event.survey],
         "links": dict(links),
     }
@@ -323,38 +324,6 @@ def template_path(lang: str, name: str, part: str) -> str:
 
 def _render(env: jinja2.Environment, path: str, context: Mapping[str, Any]) -> str:
     return env.get_template(path).render(context)
-
-
-def one_line(text: str) -> str:
-    """A subject is a single line, however the template wraps it."""
-    return " ".join(text.split())
-
-
-# Typography that is right in an email but would push a whole SMS into UCS-2 (70 characters a part).
-_GSM_PLAIN = str.maketrans(
-    {"–": "-", "—": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "\u00a0": " "}
-)
-
-
-def sms_text(text: str) -> str:
-    """Template lines joined with spaces, a blank line a line break; typography and accents made GSM-7."""
-    paragraphs = re.split(r"\n\s*\n", gsm_friendly(text.strip()))
-    return "\n".join(one_line(p) for p in paragraphs if p.strip())
-
-
-def gsm_friendly(text: str) -> str:
-    """Dashes and quotes made plain, and a letter outside GSM-7 written without its accent when that fits.
-
-    One "Zoë" would otherwise turn the whole text into UCS-2 and a one-part SMS into three. Scripts with
-    no GSM-7 form (Cyrillic, emoji) are left alone: they are sent as UCS-2.
-    """
-    out = []
-    for char in text.translate(_GSM_PLAIN):
-        if char not in GSM7_BASIC and char not in GSM7_EXTENSION:
-            base = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
-            char = base if base and all(c in GSM7_BASIC for c in base) else char
-        out.append(char)
-    return "".join(out)
 
 
 def render_email(
@@ -409,109 +378,6 @@ def render_sms(
     context = build_context(event, delegate, None, links, extra)
     body = sms_text(_render(env, template_path(context["lang"], template, "sms.txt"), context))
     return SmsMessage(key=key, to=delegate.phone, body=body, status_callback=status_callback)
-
-
-# -- SMS segments (GSM 03.38) --------------------------------------------------------------------
-
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")  # each is ESC + a septet: two units
-
-
-@dataclass(frozen=True)
-class Segments:
-    encoding: Literal["GSM-7", "UCS-2"]
-    units: int  # septets for GSM-7, UTF-16 code units for UCS-2
-    segments: int
-
-
-def sms_segments(text: str) -> Segments:
-    """How a text travels: GSM-7 when every character fits, else UCS-2 (UTF-16, emoji count twice)."""
-    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
-        units = sum(2 if c in GSM7_EXTENSION else 1 for c in text)
-        return Segments("GSM-7", units, _count(units, single=160, multi=153))
-    units = len(text.encode("utf-16-le")) // 2
-    return Segments("UCS-2", units, _count(units, single=70, multi=67))
-
-
-def _count(units: int, *, single: int, multi: int) -> int:
-    # Concatenated texts give up 7 septets (or 3 UTF-16 units) of each part to the UDH header.
-    if units <= single:
-        return 1
-    return -(-units // multi)
-
-
-# -- the calendar file ----------------------------------------------------------------------------
-
-
-def event_ics(
-    event: Event,
-    *,
-    sequence: int = 0,
-    method: str = "REQUEST",
-    stamp: datetime | None = None,
-    language: str | None = None,
-) -> bytes:
-    """The event as one VEVENT with a stable UID: a later SEQUENCE updates the same calendar entry.
-
-    One VEVENT for the whole meeting, not one per day: an iTIP REQUEST carries a single UID, Outlook and
-    Gmail act on one event per invitation, and one UID is one entry to update or cancel. `stamp`
-    (DTSTAMP) defaults to the event's start so the same input gives the same bytes; callers pass the
-    message's due time.
-    """
-    lang = _lang(language or event.event.default_language)
-    start, end = event.local(event.event.start), event.local(event.event.end)
-    venue = event.event.venue
-    organiser = event.contact("secretariat") if _has_contact(event, "secretariat") else event.duty_contact
-    vevent = icalendar.Event()
-    vevent.add("uid", f"{event.event.id}@kallelse")
-    vevent.add("sequence", sequence)
-    vevent.add("dtstamp", (stamp or start).astimezone(UTC))
-    vevent.add("dtstart", start)
-    vevent.add("dtend", end)
-    vevent.add("summary", event.event.name(lang))
-    vevent.add("location", f"{venue.name}, {venue.address}, {venue.city}")
-    vevent.add("description", _ics_description(event, lang))
-    organizer = icalendar.vCalAddress(f"mailto:{organiser.email}")
-    organizer.params["cn"] = icalendar.vText(organiser.name)
-    vevent.add("organizer", organizer)
-    vevent.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
-    vevent.add("transp", "OPAQUE")
-    cal = icalendar.Calendar()
-    cal.add("prodid", "-//kallelse//kallelse//EN")
-    cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
-    cal.add("method", method)
-    cal.add_component(_vtimezone(event, start, end))  # before the VEVENT: Outlook reads it first
-    cal.add_component(vevent)
-    return cal.to_ical()
-
-
-def _has_contact(event: Event, contact_id: str) -> bool:
-    return any(c.id == contact_id for c in event.contacts)
-
-
-def _vtimezone(event: Event, start: datetime, end: datetime) -> icalendar.Timezone:
-    # Only the transitions of the event's year(s): a short VTIMEZONE that Outlook and Google both read.
-    return icalendar.Timezone.from_tzinfo(
-        event.tz,
-        tzid=event.event.timezone,
-        first_date=date(start.year, 1, 1),
-        last_date=date(end.year + 1, 1, 1),
-    )
-
-
-def _ics_description(event: Event, lang: str) -> str:
-    lines: list[str] = []
-    for d in _days(_item_view(event, i, lang) for i in event.items):
-        lines += ["", day(d.date, lang).upper()] if lines else [day(d.date, lang).upper()]
-        lines += [f"{clock(i.start, lang)} {i.title}" for i in d.items]
-    duty = event.duty_contact
-    ask = "Questions" if lang == "en" else "Frågor"
-    lines += ["", f"{ask}: {duty.name}, {phone(duty.phone, lang)}, {duty.email}"]
-    return "\n".join(lines)
 
 
 # -- checking every template ----------------------------------------------------------------------

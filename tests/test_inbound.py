@@ -20,7 +20,7 @@ from pipeline.inbound import (
 )
 from pipeline.mailparse import MailReply
 from pipeline.planner import plan
-from pipeline.render import sms_segments
+from pipeline.sms import sms_segments
 from pipeline.store import Store, open_store
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, RsvpRow, SurveyAnswerRow
 from pipeline.store.people import load_delegates, upsert_delegates

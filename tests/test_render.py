@@ -12,16 +12,9 @@ import jinja2
 import pytest
 
 from pipeline.delegates import Delegate
-from pipeline.render import (
-    Segments,
-    build_context,
-    check_templates,
-    event_ics,
-    make_env,
-    render_email,
-    render_sms,
-    sms_segments,
-)
+from pipeline.ics import event_ics
+from pipeline.render import build_context, check_templates, make_env, render_email, render_sms
+from pipeline.sms import Segments, sms_segments
 from pipeline.timetable import Event, load_event
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.render import sms_segments
+from pipeline.sms import sms_segments
 from pipeline.timetable import load_event
 
 ROOT = Path(__file__).resolve().parent.parent

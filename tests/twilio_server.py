@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from pipeline.render import sms_segments
+from pipeline.sms import sms_segments
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _LIST = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/Messages\.json$")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pipeline.channels.base import EmailMessage, Receipt, SmsMessage
 from pipeline.channels.mime import build_mime
-from pipeline.render import sms_segments
+from pipeline.sms import sms_segments
 
 log = logging.getLogger(__name__)
 
