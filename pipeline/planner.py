@@ -54,27 +54,44 @@ def plan(
     # In UTC: comparing two times in the event's own zone ignores `fold`, wrong in the repeated hour.
     now = now.astimezone(UTC)
     sends: list[PlannedSend] = []
+    windows: dict[tuple[str, str | None], tuple[datetime, datetime] | None] = {}
     for delegate in delegates:
         for rule in event.rules:
-            sends.extend(plan_rule(event, rule, delegate, ledger, now))
+            sends.extend(plan_rule(event, rule, delegate, ledger, now, windows))
     return sends
 
 
+def window(event: Event, rule: Rule, stop_id: str | None) -> tuple[datetime, datetime] | None:
+    """(due, expires) of a rule for a delegate boarding at `stop_id`, or None when it has no anchor."""
+    anchor = anchor_time(event, rule, stop_id)
+    if anchor is None:
+        return None
+    due = apply_offset(anchor, parse_offset(rule.when), event.tz)
+    if rule.until:
+        return due, apply_offset(anchor, parse_offset(rule.until), event.tz)
+    return due, event.local(event.event.end)
+
+
 def plan_rule(
-    event: Event, rule: Rule, delegate: Delegate, ledger: Mapping[str, str], now: datetime
+    event: Event,
+    rule: Rule,
+    delegate: Delegate,
+    ledger: Mapping[str, str],
+    now: datetime,
+    windows: dict[tuple[str, str | None], tuple[datetime, datetime] | None] | None = None,
 ) -> list[PlannedSend]:
     if not in_audience(rule, delegate):
         return []
-    anchor = anchor_time(event, rule, delegate.stop)
-    if anchor is None:
+    # A rule's times depend only on the delegate's stop: computed once per stop, not per delegate.
+    cache = {} if windows is None else windows
+    stop_key = delegate.stop if rule.anchor == "own_stop" else None
+    if (rule.id, stop_key) not in cache:
+        cache[(rule.id, stop_key)] = window(event, rule, delegate.stop)
+    times = cache[(rule.id, stop_key)]
+    if times is None:
         return []
+    due, expires = times
     occurrence = delegate.stop if rule.anchor == "own_stop" and delegate.stop else "-"
-    due = apply_offset(anchor, parse_offset(rule.when), event.tz)
-    expires = (
-        apply_offset(anchor, parse_offset(rule.until), event.tz)
-        if rule.until
-        else event.local(event.event.end)
-    )
     out = []
     for channel in choose_channels(event, rule, occurrence, delegate, ledger):
         key = send_key(event.event.id, rule.id, occurrence, delegate.id, channel)
