@@ -88,24 +88,19 @@ def simulate(
     rt = Runtime(sim_settings, store=store, clock=clock)
     with store.session() as session:
         upsert_delegates(session, delegates, clock())
+    # Without --from, plan "as of long ago" (nothing is late or expired yet), then start the clock just
+    # before the first due message: one planning pass, not one to find the start and another to plan.
+    replan(rt, clock())
     if start is None:
-        clock.set(_first_due(rt) - timedelta(seconds=1))
+        with store.session() as session:
+            first = ledger.next_due(session)
+        clock.set((first or clock()) - timedelta(seconds=1))
     began = clock()
-    replan(rt, began)
     try:
         _run(rt, clock, until, progress)
         return _report(rt, clock(), began, until)
     finally:
         store.close()
-
-
-def _first_due(rt: Runtime) -> datetime:
-    from pipeline.planner import plan
-    from pipeline.store.people import load_delegates
-
-    with rt.store.session() as session:
-        sends = plan(rt.event, load_delegates(session), {}, datetime(1970, 1, 1, tzinfo=UTC))
-    return min((s.due_at for s in sends), default=datetime.now(UTC))
 
 
 def _run(rt: Runtime, clock: VirtualClock, until: datetime | None, progress: Progress | None) -> None:
