@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from pipeline.broadcast import (
@@ -227,24 +227,27 @@ def survey_chart(request: Request, _session: Admin) -> Response:
 # -- broadcasts ---------------------------------------------------------------------------------
 
 
-@router.get("/broadcast", response_class=HTMLResponse)
-def broadcast_form(request: Request, session: Admin) -> HTMLResponse:
-    return _broadcast_form(
-        request, session, {"to": "", "template": "", "text": "", "subject": "", "channel": "auto"}
-    )
-
-
-@router.post("/broadcast/preview", response_class=HTMLResponse)
-def broadcast_preview(
-    request: Request,
-    session: AdminPost,
+def _broadcast_fields(
     to: Annotated[str, Form()] = "",
     template: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     subject: Annotated[str, Form()] = "",
     channel: Annotated[str, Form()] = "auto",
-) -> HTMLResponse:
-    form = {"to": to, "template": template, "text": text, "subject": subject, "channel": channel}
+) -> dict[str, str]:
+    """The broadcast form's fields, shared by the form, its preview and its confirmation."""
+    return {"to": to, "template": template, "text": text, "subject": subject, "channel": channel}
+
+
+BroadcastFields = Annotated[dict[str, str], Depends(_broadcast_fields)]
+
+
+@router.get("/broadcast", response_class=HTMLResponse)
+def broadcast_form(request: Request, session: Admin) -> HTMLResponse:
+    return _broadcast_form(request, session, _broadcast_fields())
+
+
+@router.post("/broadcast/preview", response_class=HTMLResponse)
+def broadcast_preview(request: Request, session: AdminPost, form: BroadcastFields) -> HTMLResponse:
     state, event = request.app.state, _event(request)
     try:
         wanted = _request(form, event)
@@ -261,16 +264,8 @@ def broadcast_preview(
 
 @router.post("/broadcast/send")
 def broadcast_send(
-    request: Request,
-    session: AdminPost,
-    to: Annotated[str, Form()] = "",
-    template: Annotated[str, Form()] = "",
-    text: Annotated[str, Form()] = "",
-    subject: Annotated[str, Form()] = "",
-    channel: Annotated[str, Form()] = "auto",
-    again: Annotated[str, Form()] = "",
+    request: Request, session: AdminPost, form: BroadcastFields, again: Annotated[str, Form()] = ""
 ) -> Response:
-    form = {"to": to, "template": template, "text": text, "subject": subject, "channel": channel}
     state, event = request.app.state, _event(request)
     try:
         wanted = _request(form, event)
