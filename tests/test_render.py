@@ -234,6 +234,21 @@ def test_the_invitation_lists_both_days_with_speakers_and_asks_for_an_answer(env
     )
 
 
+@pytest.mark.parametrize(
+    ("language", "hotel", "airport"),
+    [
+        ("sv", "       kl. 09.00: The Wood Hotel", "       ca kl. 09.30: Skellefteå flygplats"),
+        ("en", "       09:00: The Wood Hotel", "       about 09:30: Skellefteå flygplats"),
+    ],
+)
+def test_the_programme_lists_each_bus_stop_on_its_own_indented_line(env, event, language, hotel, airport):
+    """The shared programme keeps one line per stop, indented under the bus, in each language's words."""
+    delegate = dataclasses.replace(DELEGATES[2], language=language)
+    lines = render_email(env, event, delegate, "invitation", key="k", links=LINKS).text.splitlines()
+    assert any(line.startswith(hotel) for line in lines)
+    assert any(line.startswith(airport) for line in lines)
+
+
 def test_a_change_notice_tells_the_new_local_time(env, event):
     """An aware UTC time in `extra` is shown in the event's zone: 08:15Z is kl. 09.15 in Skellefteå."""
     sms = render_sms(env, event, DELEGATES[0], "change_notice", key="k", links=LINKS, extra=EXTRA)
