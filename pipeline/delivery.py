@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pipeline.channels.base import EmailMessage, SmsMessage
-from pipeline.channels.twilio import MAYBE_SENT_CODES
-from pipeline.errors import PermanentDeliveryError, TransientDeliveryError
+from pipeline.errors import MAYBE_SENT_CODES, PermanentDeliveryError, TransientDeliveryError
 from pipeline.runtime import Runtime
 from pipeline.store import ledger
 from pipeline.store.models import LedgerRow

@@ -41,5 +41,10 @@ class TransientDeliveryError(DeliveryError):
     """Worth retrying later: the provider was busy, slow or briefly unreachable."""
 
 
+# Codes of a TransientDeliveryError after which the provider may already have the message (the request
+# went out, no answer came back): ask the provider before sending again.
+MAYBE_SENT_CODES = frozenset({"timeout", "disconnected"})
+
+
 class PermanentDeliveryError(DeliveryError):
     """Retrying cannot help: bad address, opted out, rejected content."""

@@ -22,8 +22,8 @@ from pipeline.channels.factory import email_channel, sms_channel
 from pipeline.channels.mime import build_mime, message_id
 from pipeline.channels.outbox import OutboxEmail, OutboxSms, mask_phone, safe_key
 from pipeline.channels.smtp import SmtpChannel
-from pipeline.channels.twilio import MAYBE_SENT_CODES, TwilioSms
-from pipeline.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
+from pipeline.channels.twilio import TwilioSms
+from pipeline.errors import MAYBE_SENT_CODES, ConfigError, PermanentDeliveryError, TransientDeliveryError
 from pipeline.settings import Settings
 from tests.fixtures.smtp import SMTP_PASSWORD, SmtpServer
 from tests.twilio_server import FakeTwilio, Reply

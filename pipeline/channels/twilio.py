@@ -10,8 +10,8 @@ Errors are translated here and nowhere else:
 - HTTP 429, Twilio code 20429, HTTP 5xx, timeouts, connection errors -> TransientDeliveryError
 - any other 4xx (21211 invalid number, 21610 opted out, 21614 not a mobile, 21408 region not enabled,
   401/403/404) -> PermanentDeliveryError(code=<twilio code>)
-A TransientDeliveryError whose code is in MAYBE_SENT_CODES ("timeout", "disconnected") is ambiguous: the
-request went out but no answer came back, so Twilio may have accepted the SMS. Reconcile (list Messages by
+A TransientDeliveryError whose code is in errors.MAYBE_SENT_CODES ("timeout", "disconnected") is ambiguous:
+the request went out but no answer came back, so Twilio may have accepted the SMS. Reconcile (list Messages by
 To and DateSent) before sending it again. Code "network" means nothing reached Twilio.
 """
 
@@ -38,7 +38,6 @@ _http_log = logging.getLogger(__name__ + ".http")
 _http_log.setLevel(logging.WARNING)
 
 # Codes of a TransientDeliveryError after which the SMS may still have been accepted: reconcile, don't resend.
-MAYBE_SENT_CODES = frozenset({"timeout", "disconnected"})
 
 # Twilio answers these with a 4xx status, yet waiting helps: too many requests, the From number's queue full.
 _TRANSIENT_CODES = {20429, 21611}
