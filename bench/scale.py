@@ -127,9 +127,9 @@ def main() -> None:
 def deliver(url: str, scratch: Path, ids: list[int], threads: int) -> None:
     import dramatiq
 
-    from pipeline import actors
-    from pipeline.broker import make_broker
     from pipeline.runtime import Runtime
+    from pipeline.sending import actors
+    from pipeline.sending.broker import make_broker
 
     settings = Settings(
         _env_file=None,
@@ -165,9 +165,9 @@ def deliver_with_workers(url: str, scratch: Path, ids: list[int], processes: int
 
     from sqlalchemy import func, select, update
 
-    from pipeline import actors
-    from pipeline.broker import make_broker
     from pipeline.runtime import Runtime
+    from pipeline.sending import actors
+    from pipeline.sending.broker import make_broker
     from pipeline.store.models import LedgerRow
 
     broker_url = os.environ.get("BROKER_URL", "")

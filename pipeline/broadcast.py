@@ -19,10 +19,9 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import jinja2
-from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.delegates import Delegate
@@ -31,11 +30,10 @@ from pipeline.planner import send_key
 from pipeline.render import LANGUAGES, render_email, render_sms
 from pipeline.settings import Settings
 from pipeline.sms import GSM7_BASIC, GSM7_EXTENSION, Segments, sms_segments
-from pipeline.store.models import LedgerRow
+from pipeline.store import ledger
 from pipeline.store.people import load_delegates
 from pipeline.timetable import Event
 
-VALIDITY = timedelta(hours=12)  # a broadcast nobody could deliver within half a day is stale news
 CHANNELS = ("auto", "sms", "email", "both")
 _RSVP_WORDS = {"attending": "yes", "not-responded": "none", "declined": "no"}
 _VALUE_WORDS = ("role", "stop", "language", "delegate")
@@ -215,9 +213,7 @@ def preview_broadcast(
     signer = LinkSigner(settings.secret_key.get_secret_value(), settings.public_url)
     preview = Preview(request, request.base_id, recipients, dict(skipped), [], 0, "GSM-7", 0.0)
     _render_all(preview, env, event, people, signer)
-    preview.existing = (
-        session.scalar(select(func.count()).where(LedgerRow.rule == f"broadcast:{preview.broadcast_id}")) or 0
-    )
+    preview.existing = ledger.count_rows(session, rule=f"broadcast:{preview.broadcast_id}")
     _check(preview, event, settings)
     return preview
 
@@ -319,55 +315,17 @@ def create_broadcast(
         raise BroadcastError("; ".join(preview.problems))
     broadcast_id = _next_id(session, event.event.id, preview.broadcast_id) if again else preview.broadcast_id
     rule = f"broadcast:{broadcast_id}"
-    keys = {send_key(event.event.id, rule, "-", d, c): (d, c) for d, c in preview.recipients}
-    existing = set(session.scalars(select(LedgerRow.key).where(LedgerRow.key.in_(list(keys)))))
     payload = json.dumps({"template": request.template, "extra": request.extra}, ensure_ascii=False)
-    rows = [
-        payload_row(key, event.event.id, rule, d, c, payload, now, now + VALIDITY)
-        for key, (d, c) in keys.items()
-        if key not in existing
+    messages = [
+        ledger.PayloadMessage(
+            send_key(event.event.id, rule, "-", d, c), rule, d, c, payload, now + ledger.PAYLOAD_VALIDITY
+        )
+        for d, c in preview.recipients
     ]
-    if rows:
-        session.execute(insert(LedgerRow), rows)
-    return CreatedBroadcast(broadcast_id, rule, len(rows), len(existing))
+    new = ledger.add_payload_messages(session, event.event.id, messages, now)
+    return CreatedBroadcast(broadcast_id, rule, new, len(messages) - new)
 
 
 def _next_id(session: Session, event_id: str, base: str) -> str:
-    earlier = session.scalars(
-        select(LedgerRow.rule)
-        .where(
-            LedgerRow.event_id == event_id,
-            or_(LedgerRow.rule == f"broadcast:{base}", LedgerRow.rule.like(f"broadcast:{base}-%")),
-        )
-        .distinct()
-    ).all()
+    earlier = ledger.rules_named(session, event_id, f"broadcast:{base}")
     return f"{base}-{len(earlier) + 1}" if earlier else base
-
-
-def payload_row(
-    key: str,
-    event_id: str,
-    rule: str,
-    delegate_id: str,
-    channel: str,
-    payload: str,
-    now: datetime,
-    expires: datetime,
-) -> dict:
-    """Insert values for a message rendered from its payload (broadcasts, change notices), due `now`."""
-    return {
-        "key": key,
-        "event_id": event_id,
-        "rule": rule,
-        "occurrence": "-",
-        "delegate_id": delegate_id,
-        "channel": channel,
-        "due_at": now,
-        "expires_at": expires,
-        "state": "planned",
-        "reason": "",
-        "attempts": 0,
-        "payload": payload,
-        "created_at": now,
-        "updated_at": now,
-    }

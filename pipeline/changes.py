@@ -23,19 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
-from pipeline.broadcast import VALIDITY, payload_row
 from pipeline.delegates import Delegate
-from pipeline.planner import PlannedSend, plan, send_key
+from pipeline.planner import DUE, PlannedSend, plan, send_key
 from pipeline.render import LANGUAGES, when
+from pipeline.states import SENT_STATES, LedgerState
 from pipeline.store import ledger
-from pipeline.store.models import AppliedEventRow, LedgerRow
 from pipeline.store.people import load_delegates
+from pipeline.store.snapshots import latest_snapshot, store_snapshot
 from pipeline.timetable import Event, Rule, parse_event
 
-TOLD_STATES = ("sent", "delivered")
 _BUS = {"sv": "Bussen", "en": "The bus"}
 _BUS_FROM = {"sv": "Bussen från {name}", "en": "The bus from {name}"}
 
@@ -197,31 +195,21 @@ def diff_plan(before: Mapping[str, tuple[str, datetime]], sends: Iterable[Planne
     for send in sends:
         seen.add(send.key)
         state, due = before.get(send.key, (None, None))
-        waiting = send.status in ("planned", "due")
-        if state == "planned" and waiting and due != send.due_at:
+        waiting = send.status in (LedgerState.PLANNED, DUE)
+        if state == LedgerState.PLANNED and waiting and due != send.due_at:
             assert due is not None
             diff.moved.append(Move(send.key, due, send.due_at))
-        elif state == "planned" and send.status in ("expired", "skipped"):
+        elif state == LedgerState.PLANNED and send.status in (LedgerState.EXPIRED, LedgerState.SKIPPED):
             diff.cancelled.append((send.key, send.reason or send.status))
-        elif state in (None, "skipped") and waiting:
+        elif state in (None, LedgerState.SKIPPED) and waiting:
             diff.added.append(send)
     for key, (state, _) in before.items():
-        if state == "planned" and key not in seen:
+        if state == LedgerState.PLANNED and key not in seen:
             diff.cancelled.append((key, "no longer in the plan"))
     return diff
 
 
 # -- snapshots and the apply itself -------------------------------------------------------------
-
-
-def latest_snapshot(session: Session, event_id: str) -> AppliedEventRow | None:
-    query = select(AppliedEventRow).where(AppliedEventRow.event_id == event_id)
-    return session.scalars(query.order_by(AppliedEventRow.sequence.desc()).limit(1)).first()
-
-
-def store_snapshot(session: Session, event_id: str, text: str, sequence: int, now: datetime) -> None:
-    session.add(AppliedEventRow(event_id=event_id, sequence=sequence, toml=text, applied_at=now))
-    session.flush()
 
 
 @dataclass
@@ -242,7 +230,7 @@ def preview_apply(
     sent before then told the old time (later ones were rendered from the new file)."""
     snapshot = latest_snapshot(session, event.event.id)
     delegates = load_delegates(session)
-    diff = diff_plan(_planned(session, event.event.id), _plan(session, event, delegates, now))
+    diff = diff_plan(ledger.open_planned(session, event.event.id), _plan(session, event, delegates, now))
     if snapshot is None:
         return ApplyPreview(True, False, 0, [], diff, [], None)
     old = parse_event(snapshot.toml, f"the event file applied as sequence {snapshot.sequence}")
@@ -254,27 +242,12 @@ def preview_apply(
     )
 
 
-def _planned(session: Session, event_id: str) -> dict[str, tuple[str, datetime]]:
-    query = select(LedgerRow.key, LedgerRow.state, LedgerRow.due_at).where(
-        LedgerRow.event_id == event_id,
-        LedgerRow.state.in_(["planned", "skipped"]),
-        LedgerRow.payload.is_(None),
-    )
-    return {key: (state, due) for key, state, due in session.execute(query)}
-
-
 def _plan(session: Session, event: Event, delegates: list[Delegate], now: datetime) -> list[PlannedSend]:
     return plan(event, delegates, ledger.ledger_view(session, event.event.id), now)
 
 
 def _told(session: Session, event_id: str, changed_at: datetime) -> list[Told]:
-    query = select(LedgerRow.delegate_id, LedgerRow.rule, LedgerRow.occurrence).where(
-        LedgerRow.event_id == event_id,
-        LedgerRow.state.in_(TOLD_STATES),
-        LedgerRow.payload.is_(None),
-        or_(LedgerRow.sent_at.is_(None), LedgerRow.sent_at <= changed_at),
-    )
-    return [Told(*row) for row in session.execute(query)]
+    return [Told(*row) for row in ledger.sent_before(session, event_id, SENT_STATES, changed_at)]
 
 
 @dataclass(frozen=True)
@@ -296,17 +269,16 @@ def apply_changes(
     sends = _plan(session, event, load_delegates(session), now)
     counts = ledger.sync_plan(session, event.event.id, sends, now)
     rule = f"change:{preview.sequence}" if preview.notices else ""
-    rows = _notice_rows(session, event, preview, rule, now)
-    if rows:
-        session.execute(insert(LedgerRow), rows)
-    return preview, Applied(preview.sequence, rule, len(rows), counts)
+    notices = _notices(session, event, preview, rule, now)
+    stored = ledger.add_payload_messages(session, event.event.id, notices, now)
+    return preview, Applied(preview.sequence, rule, stored, counts)
 
 
-def _notice_rows(
+def _notices(
     session: Session, event: Event, preview: ApplyPreview, rule: str, now: datetime
-) -> list[dict]:
+) -> list[ledger.PayloadMessage]:
     people = {d.id: d for d in load_delegates(session, [n.delegate_id for n in preview.notices])}
-    rows = []
+    messages = []
     for notice in preview.notices:
         language = people[notice.delegate_id].language
         language = language if language in LANGUAGES else event.event.default_language
@@ -316,13 +288,11 @@ def _notice_rows(
         }
         payload = json.dumps({"template": "change_notice", "extra": extra}, ensure_ascii=False)
         soonest = min(c.at for c in notice.changes).astimezone(UTC)
-        expires = soonest if soonest > now else now + VALIDITY
+        expires = soonest if soonest > now else now + ledger.PAYLOAD_VALIDITY
         for channel in notice.channels:
             key = send_key(event.event.id, rule, "-", notice.delegate_id, channel)
-            rows.append(
-                payload_row(key, event.event.id, rule, notice.delegate_id, channel, payload, now, expires)
-            )
-    return rows
+            messages.append(ledger.PayloadMessage(key, rule, notice.delegate_id, channel, payload, expires))
+    return messages
 
 
 def check_event_file(session: Session, event: Event, text: str, now: datetime, changed_at: datetime) -> int:

@@ -8,32 +8,21 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from pipeline.errors import ConfigError, DelegateImportError
+from pipeline.runtime import Runtime
 from pipeline.settings import Settings
-from pipeline.timetable import Event, load_event
+from pipeline.states import LedgerState
+from pipeline.timetable import Event
 
 EXAMPLE_DELEGATES = Path("config/delegates.example.csv")
 
-
-class Context:
-    def __init__(self, event_file: Path | None):
-        self.settings = Settings()
-        if event_file is not None:
-            self.settings = self.settings.model_copy(update={"event_file": event_file})
-
-    def event(self) -> Event:
-        return load_event(self.settings.event_file)
-
-    def store(self):
-        from pipeline.store import open_store
-
-        return open_store(self.settings.effective_database_url)
-
-
-pass_ctx = click.make_pass_decorator(Context)
+# Every command gets the one Runtime that `main` builds (settings, store, event, templates, signer, clock).
+pass_rt = click.make_pass_decorator(Runtime)
+S = LedgerState
 
 
 @click.group()
@@ -49,10 +38,15 @@ def main(ctx: click.Context, event_file: Path | None, verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = Context(event_file)
+    # `main(args, obj=settings)` hands the command its Settings (tests); otherwise the environment's.
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings()
+    if event_file is not None:
+        settings = settings.model_copy(update={"event_file": event_file})
+    ctx.obj = Runtime(settings)
+    ctx.call_on_close(ctx.obj.close)
 
 
-def fail(problems: list[str] | str) -> None:
+def fail(problems: list[str] | str) -> NoReturn:
     for line in [problems] if isinstance(problems, str) else problems:
         click.echo(line, err=True)
     sys.exit(1)
@@ -91,17 +85,13 @@ def read_delegate_file(path: Path, event: Event):
     type=click.Path(path_type=Path),
     help=f"Also check a delegate file (default: render templates for {EXAMPLE_DELEGATES}).",
 )
-@pass_ctx
-def check(ctx: Context, delegates_file: Path | None) -> None:
+@pass_rt
+def check(rt: Runtime, delegates_file: Path | None) -> None:
     """Validate the event file, every template and a delegate file."""
     from pipeline.links import LinkSigner
-    from pipeline.render import check_templates, make_env
+    from pipeline.render import check_templates
 
-    try:
-        event = ctx.event()
-    except ConfigError as e:
-        fail(e.problems)
-        return
+    event = _event_or_fail(rt)
     problems: list[str] = []
     sample = delegates_file or (EXAMPLE_DELEGATES if EXAMPLE_DELEGATES.exists() else None)
     delegates = []
@@ -110,13 +100,12 @@ def check(ctx: Context, delegates_file: Path | None) -> None:
         delegates = result.delegates
         if delegates_file is not None:
             problems += result.errors
-    signer = LinkSigner("check", ctx.settings.public_url)
-    env = make_env(ctx.settings.templates_dir)
-    problems += check_templates(env, event, delegates, links=signer.links_for("check"))
+    signer = LinkSigner("check", rt.settings.public_url)
+    problems += check_templates(rt.templates, event, delegates, links=signer.links_for("check"))
     if problems:
         fail(problems)
-    click.echo(f"{ctx.settings.event_file}: ok ({len(event.items)} agenda items, {len(event.rules)} rules)")
-    click.echo(f"{ctx.settings.templates_dir}: ok (rendered for {len(delegates)} delegates from {sample})")
+    click.echo(f"{rt.settings.event_file}: ok ({len(event.items)} agenda items, {len(event.rules)} rules)")
+    click.echo(f"{rt.settings.templates_dir}: ok (rendered for {len(delegates)} delegates from {sample})")
 
 
 # -- delegates ------------------------------------------------------------------------------------
@@ -131,12 +120,12 @@ def delegates() -> None:
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Check the file and say what would change; store nothing.")
 @click.option("--strict", is_flag=True, help="Store nothing if any row is bad.")
-@pass_ctx
-def import_delegates(ctx: Context, file: Path, dry_run: bool, strict: bool) -> None:
+@pass_rt
+def import_delegates(rt: Runtime, file: Path, dry_run: bool, strict: bool) -> None:
     """Import delegates from a CSV file (comma or semicolon; UTF-8 or Windows-1252)."""
     from pipeline.store.people import upsert_delegates
 
-    result = read_delegate_file(file, _event_or_fail(ctx))
+    result = read_delegate_file(file, _event_or_fail(rt))
     for line in result.errors:
         click.echo(line, err=True)
     rejected = len(result.errors) > 0
@@ -144,7 +133,7 @@ def import_delegates(ctx: Context, file: Path, dry_run: bool, strict: bool) -> N
         why = "--dry-run" if dry_run else "--strict and some rows are bad"
         click.echo(f"{len(result.delegates)} good rows; nothing stored ({why}).")
         sys.exit(1 if rejected else 0)
-    store = ctx.store()
+    store = rt.store
     with store.session() as session:
         counts = upsert_delegates(session, result.delegates, datetime.now(UTC))
     click.echo(
@@ -155,12 +144,12 @@ def import_delegates(ctx: Context, file: Path, dry_run: bool, strict: bool) -> N
 
 
 @delegates.command("list")
-@pass_ctx
-def list_delegates(ctx: Context) -> None:
+@pass_rt
+def list_delegates(rt: Runtime) -> None:
     """List stored delegates."""
     from pipeline.store.people import load_delegates
 
-    with ctx.store().session() as session:
+    with rt.store.session() as session:
         rows = load_delegates(session)
     for d in rows:
         click.echo(
@@ -179,11 +168,11 @@ def db() -> None:
 
 
 @db.command()
-@pass_ctx
-def upgrade(ctx: Context) -> None:
+@pass_rt
+def upgrade(rt: Runtime) -> None:
     """Apply schema migrations (they are also applied automatically on start)."""
-    ctx.store().close()
-    click.echo(f"database is up to date ({_safe_url(ctx.settings.effective_database_url)})")
+    rt.store.close()
+    click.echo(f"database is up to date ({_safe_url(rt.settings.effective_database_url)})")
 
 
 def _safe_url(url: str) -> str:
@@ -208,9 +197,9 @@ def _safe_url(url: str) -> str:
     help="Plan for a delegate file instead of the stored delegates.",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@pass_ctx
+@pass_rt
 def plan_command(
-    ctx: Context,
+    rt: Runtime,
     now: str | None,
     since: str | None,
     until: str | None,
@@ -223,12 +212,12 @@ def plan_command(
     from pipeline.store import ledger
     from pipeline.store.people import load_delegates
 
-    event = _event_or_fail(ctx)
+    event = _event_or_fail(rt)
     at = parse_time(now, event) or datetime.now(UTC)
     if delegates_file is not None:
         people, view = read_delegate_file(delegates_file, event).delegates, {}
     else:
-        with ctx.store().session() as session:
+        with rt.store.session() as session:
             people = load_delegates(session)
             view = ledger.ledger_view(session, event.event.id)
     if delegate_id:
@@ -269,12 +258,11 @@ def _send_json(s, event: Event, names) -> dict:
     }
 
 
-def _event_or_fail(ctx: Context) -> Event:
+def _event_or_fail(rt: Runtime) -> Event:
     try:
-        return ctx.event()
+        return rt.event
     except ConfigError as e:
         fail(e.problems)
-        raise
 
 
 # -- simulate -------------------------------------------------------------------------------------
@@ -292,19 +280,19 @@ def _event_or_fail(ctx: Context) -> Event:
     help="Simulate for a delegate file instead of the stored delegates.",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@pass_ctx
+@pass_rt
 def simulate(
-    ctx: Context, since: str | None, until: str | None, delegates_file: Path | None, fmt: str
+    rt: Runtime, since: str | None, until: str | None, delegates_file: Path | None, fmt: str
 ) -> None:
     """Run the whole plan on a virtual clock through the real workers and channels (outbox by default)."""
-    from pipeline.simulate import simulate as run_simulation
+    from pipeline.sending import simulate as run_simulation
     from pipeline.store.people import load_delegates
 
-    event = _event_or_fail(ctx)
+    event = _event_or_fail(rt)
     if delegates_file is not None:
         people = read_delegate_file(delegates_file, event).delegates
     else:
-        with ctx.store().session() as session:
+        with rt.store.session() as session:
             people = load_delegates(session)
     if not people:
         fail(
@@ -318,13 +306,13 @@ def simulate(
             bar.update(done - bar.pos)
 
         report = run_simulation(
-            ctx.settings, people, parse_time(since, event), parse_time(until, event), progress
+            rt.settings, people, parse_time(since, event), parse_time(until, event), progress
         )
     if fmt == "json":
         click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
     else:
-        _print_report(report, event, ctx.settings)
-    if report.totals.get("failed"):
+        _print_report(report, event, rt.settings)
+    if report.totals.get(LedgerState.FAILED):
         sys.exit(1)
 
 
@@ -334,7 +322,7 @@ def _print_report(report, event: Event, settings: Settings) -> None:
         f"Simulated {report.start.astimezone(tz):%Y-%m-%d %H:%M} → {report.end.astimezone(tz):%Y-%m-%d %H:%M}"
         f" ({event.event.timezone})"
     )
-    states = ["sent", "failed", "expired", "skipped", "planned"]
+    states = [S.SENT, S.FAILED, S.EXPIRED, S.SKIPPED, S.PLANNED]
     click.echo(f"{'rule':22} {'channel':7} " + " ".join(f"{s:>8}" for s in states))
     for (rule, channel), counts in sorted(report.by_rule.items()):
         click.echo(f"{rule:22} {channel:7} " + " ".join(f"{counts.get(s, 0):>8}" for s in states))
@@ -351,20 +339,19 @@ def _print_report(report, event: Event, settings: Settings) -> None:
 
 
 @main.command()
-@pass_ctx
-def inbox(ctx: Context) -> None:
+@pass_rt
+def inbox(rt: Runtime) -> None:
     """Read RSVP replies from the reply-to mailbox over IMAP; leave other mail for a human."""
     from pipeline.inbox import ImapConfig, InboxError, check_inbox
 
-    if not ctx.settings.imap_host:
+    if not rt.settings.imap_host:
         fail("IMAP_HOST is not set: set IMAP_HOST, IMAP_USER and IMAP_PASSWORD for the reply-to mailbox")
     try:
         summary = check_inbox(
-            ImapConfig.from_settings(ctx.settings), ctx.store(), _event_or_fail(ctx), datetime.now(UTC)
+            ImapConfig.from_settings(rt.settings), rt.store, _event_or_fail(rt), datetime.now(UTC)
         )
     except InboxError as e:
         fail(str(e))
-        return
     click.echo(
         f"{summary.seen} new mails: {summary.rsvps} answers recorded, "
         f"{summary.ignored_automatic} automatic replies ignored, "
@@ -380,13 +367,13 @@ def survey() -> None:
 @survey.command("report")
 @click.option("--png", type=click.Path(path_type=Path, dir_okay=False), help="Also write a chart here.")
 @click.option("--lang", type=click.Choice(["sv", "en"]), default="sv")
-@pass_ctx
-def survey_report_command(ctx: Context, png: Path | None, lang: str) -> None:
+@pass_rt
+def survey_report_command(rt: Runtime, png: Path | None, lang: str) -> None:
     """Print the survey results per question (and write a PNG chart)."""
     from pipeline.reports import format_report, survey_report, write_chart
 
-    event = _event_or_fail(ctx)
-    with ctx.store().session() as session:
+    event = _event_or_fail(rt)
+    with rt.store.session() as session:
         report = survey_report(session, event)
     click.echo(format_report(report, lang))
     if png is not None:
@@ -396,13 +383,13 @@ def survey_report_command(ctx: Context, png: Path | None, lang: str) -> None:
 @main.command()
 @click.argument("what", type=click.Choice(["rsvps", "survey", "messages"]))
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
-@pass_ctx
-def export(ctx: Context, what: str, fmt: str) -> None:
+@pass_rt
+def export(rt: Runtime, what: str, fmt: str) -> None:
     """Export RSVPs, survey answers or the message ledger (CSV for Excel, or JSON) to standard output."""
     from pipeline.export import export_rows, write_csv, write_json
 
-    event = _event_or_fail(ctx)
-    with ctx.store().session() as session:
+    event = _event_or_fail(rt)
+    with rt.store.session() as session:
         columns, rows = export_rows(session, event, what)  # type: ignore[arg-type]  # click.Choice checked it
     # Bytes straight to stdout: Excel needs the BOM and the file's own line endings untouched.
     stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
@@ -418,45 +405,51 @@ def export(ctx: Context, what: str, fmt: str) -> None:
 
 
 @main.command()
-@pass_ctx
-def scheduler(ctx: Context) -> None:
+@pass_rt
+def scheduler(rt: Runtime) -> None:
     """Run the scheduler: plan, write the ledger, enqueue what is due (needs BROKER_URL)."""
-    from pipeline.processes import run_scheduler
+    from pipeline.sending import run_scheduler
 
-    run_scheduler(ctx.settings)
+    run_scheduler(rt)
 
 
 @main.command()
 @click.option("--processes", type=int, help="Worker processes (default: WORKER_PROCESSES).")
 @click.option("--threads", type=int, help="Threads per process (default: WORKER_THREADS).")
-@pass_ctx
-def worker(ctx: Context, processes: int | None, threads: int | None) -> None:
+@pass_rt
+def worker(rt: Runtime, processes: int | None, threads: int | None) -> None:
     """Run delivery workers (needs BROKER_URL)."""
-    from pipeline.processes import run_workers
+    from pipeline.sending import run_workers
 
-    run_workers(
-        ctx.settings, processes or ctx.settings.worker_processes, threads or ctx.settings.worker_threads
-    )
+    run_workers(rt.settings, processes or rt.settings.worker_processes, threads or rt.settings.worker_threads)
 
 
 @main.command()
 @click.option("--host", help="Address to listen on (default: WEB_HOST, 127.0.0.1).")
-@pass_ctx
-def web(ctx: Context, host: str | None) -> None:
+@pass_rt
+def web(rt: Runtime, host: str | None) -> None:
     """Serve the web app: Twilio webhooks, RSVP and survey pages, the organiser dashboard."""
     from pipeline.web.server import serve
 
-    serve(ctx.settings, host=host)
+    serve(rt, host=host)
 
 
 @main.command()
 @click.option("--no-web", is_flag=True, help="Do not serve the web app.")
-@pass_ctx
-def run(ctx: Context, no_web: bool) -> None:
+@pass_rt
+def run(rt: Runtime, no_web: bool) -> None:
     """Scheduler, workers and web app in one process: for small events and laptops."""
-    from pipeline.processes import run_all
+    from pipeline.sending import run_all
 
-    run_all(ctx.settings, web=not no_web)
+    run_all(rt, None if no_web else _web_server(rt))
+
+
+def _web_server(rt: Runtime):
+    try:
+        from pipeline.web.server import WebServer
+    except ImportError:  # the web app is optional for a laptop run
+        return None
+    return WebServer(rt)
 
 
 # -- organisers: broadcast, apply, status -------------------------------------------------------
@@ -484,9 +477,9 @@ def run(ctx: Context, no_web: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Show who would get what; store nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--again", is_flag=True, help="Send again what was already sent (a new broadcast id).")
-@pass_ctx
+@pass_rt
 def broadcast(
-    ctx: Context,
+    rt: Runtime,
     to: tuple[str, ...],
     text: str | None,
     template: str | None,
@@ -498,19 +491,16 @@ def broadcast(
 ) -> None:
     """Send one message now to a segment of the delegates, through the ledger and the workers."""
     from pipeline.broadcast import BroadcastError, create_broadcast, make_request, preview_broadcast
-    from pipeline.render import make_env
 
-    event = _event_or_fail(ctx)
-    env = make_env(ctx.settings.templates_dir)
-    store = ctx.store()
+    event = _event_or_fail(rt)
+    env, store = rt.templates, rt.store
     try:
         request = make_request(to, event, text=text, template=template, subject=subject, channel=channel)
         with store.session() as session:
-            preview = preview_broadcast(session, event, env, ctx.settings, request)
+            preview = preview_broadcast(session, event, env, rt.settings, request)
     except BroadcastError as e:
         fail(str(e))
-        return
-    _show_broadcast(preview, again, ctx.settings.sms_rate_per_second)
+    _show_broadcast(preview, again, rt.settings.sms_rate_per_second)
     if preview.problems:
         fail(preview.problems)
     if dry_run:
@@ -519,11 +509,11 @@ def broadcast(
     if not yes:
         click.confirm("Send it?", abort=True)
     with store.session() as session:
-        created = create_broadcast(session, event, env, ctx.settings, request, datetime.now(UTC), again=again)
+        created = create_broadcast(session, event, env, rt.settings, request, datetime.now(UTC), again=again)
     click.echo(
         f"broadcast {created.id}: new: {created.new_rows}, already sent/queued: {created.existing_rows}"
     )
-    _send_batch(ctx, store, event, created.rule)
+    _send_batch(rt, event, created.rule)
 
 
 def _show_broadcast(preview, again: bool, rate: float) -> None:
@@ -559,15 +549,13 @@ def _show_broadcast(preview, again: bool, rate: float) -> None:
         )
 
 
-def _send_batch(ctx: Context, store, event: Event, rule: str) -> None:
+def _send_batch(rt: Runtime, event: Event, rule: str) -> None:
     """Deliver a batch of ledger rows now (no BROKER_URL) or hand it to the workers."""
-    from pipeline.dispatch import deliver_now, enqueue
-    from pipeline.runtime import Runtime
+    from pipeline.sending import send_batch
 
-    rt = Runtime(ctx.settings, store=store)
-    if ctx.settings.broker_url:
-        n = enqueue(rt, event.event.id, rule)
-        click.echo(f"enqueued {n} messages for the workers; follow with `kallelse status`")
+    if rt.settings.broker_url:
+        result = send_batch(rt, event.event.id, rule)
+        click.echo(f"enqueued {result.enqueued} messages for the workers; follow with `kallelse status`")
         return
     with click.progressbar(length=1, label="Sending", file=sys.stderr, show_pos=True) as bar:
 
@@ -575,30 +563,29 @@ def _send_batch(ctx: Context, store, event: Event, rule: str) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        states = deliver_now(rt, event.event.id, rule, progress)
+        states = send_batch(rt, event.event.id, rule, progress).states
     click.echo("done: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
-    if states.get("failed"):
+    if states.get(LedgerState.FAILED):
         sys.exit(1)
 
 
 @main.command("apply")
 @click.option("--dry-run", is_flag=True, help="Show what would change and who would be told; store nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_ctx
-def apply_command(ctx: Context, dry_run: bool, yes: bool) -> None:
+@pass_rt
+def apply_command(rt: Runtime, dry_run: bool, yes: bool) -> None:
     """Apply an edited event file: re-plan, and tell those already told the old time or place."""
     from pipeline.changes import apply_changes, preview_apply
     from pipeline.timetable import parse_event
 
-    path = ctx.settings.event_file
+    path = rt.settings.event_file
     try:
         text = path.read_text(encoding="utf-8")
         event = parse_event(text, str(path))
     except (OSError, ConfigError) as e:
         fail(e.problems if isinstance(e, ConfigError) else f"{path}: {e}")
-        return
     changed_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    store = ctx.store()
+    store = rt.store
     with store.session() as session:
         preview = preview_apply(session, event, text, datetime.now(UTC), changed_at)
     if preview.unchanged:
@@ -617,7 +604,7 @@ def apply_command(ctx: Context, dry_run: bool, yes: bool) -> None:
         f"{applied.plan.added} added, {applied.plan.cancelled} cancelled; {applied.notices} change notices"
     )
     if applied.rule:
-        _send_batch(ctx, store, event, applied.rule)
+        _send_batch(rt, event, applied.rule)
 
 
 def _show_apply(preview, event: Event, store) -> None:
@@ -660,13 +647,13 @@ def _echo_some(lines, limit: int = 20) -> None:
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@pass_ctx
-def status(ctx: Context, fmt: str) -> None:
+@pass_rt
+def status(rt: Runtime, fmt: str) -> None:
     """RSVPs, messages per rule and channel by state, failures, and the next sends."""
     from pipeline.status import event_status, format_status
 
-    event = _event_or_fail(ctx)
-    with ctx.store().session() as session:
+    event = _event_or_fail(rt)
+    with rt.store.session() as session:
         result = event_status(session, event)
     if fmt == "json":
         click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))

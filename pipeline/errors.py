@@ -30,20 +30,19 @@ class DelegateImportError(KallelseError):
 
 
 class DeliveryError(KallelseError):
-    """A channel failed to hand a message to its provider."""
+    """A channel failed to hand a message to its provider.
 
-    def __init__(self, message: str, code: str | None = None):
+    `maybe_sent` is the adapter's word that the request went out and no answer came back (a read timeout,
+    a connection dropped mid-answer): the provider may have the message, so ask it before sending again."""
+
+    def __init__(self, message: str, code: str | None = None, *, maybe_sent: bool = False):
         self.code = code
+        self.maybe_sent = maybe_sent
         super().__init__(message)
 
 
 class TransientDeliveryError(DeliveryError):
     """Worth retrying later: the provider was busy, slow or briefly unreachable."""
-
-
-# Codes of a TransientDeliveryError after which the provider may already have the message (the request
-# went out, no answer came back): ask the provider before sending again.
-MAYBE_SENT_CODES = frozenset({"timeout", "disconnected"})
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -22,8 +22,8 @@ def event_ics(
 
     One VEVENT for the whole meeting, not one per day: an iTIP REQUEST carries a single UID, Outlook and
     Gmail act on one event per invitation, and one UID is one entry to update or cancel. `stamp`
-    (DTSTAMP) defaults to the event's start so the same input gives the same bytes; callers pass the
-    message's due time.
+    (DTSTAMP) defaults to the event's start so the same input gives the same bytes: the worker makes one
+    .ics per event version and sequence (`Runtime.cached`) and passes no stamp.
     """
     lang = language_code(language or event.event.default_language)
     start, end = event.local(event.event.start), event.local(event.event.end)

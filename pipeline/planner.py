@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pipeline.delegates import Delegate
+from pipeline.states import OPEN_STATES, LedgerState
 from pipeline.timetable import Event, Rule, anchor_time, apply_offset, parse_offset, resolve_local
 
-# Ledger states the planner may still change; any other state means the message is in flight or done.
-OPEN_STATES = frozenset({"planned", "skipped"})
+# OPEN_STATES: ledger states the planner may still change; any other means the message is in flight or done.
+# A channel that did not carry the message gives way to the next one.
+NOT_CARRIED = OPEN_STATES | {LedgerState.EXPIRED, LedgerState.FAILED}
+# A decision, not a ledger state: due now (stored as planned; the scheduler queues it at its next pass).
+DUE = "due"
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class PlannedSend:
     channel: str
     due_at: datetime  # aware, UTC
     expires_at: datetime | None
-    status: str  # planned | due | expired | skipped, or the ledger state when the row is done/in flight
+    status: str  # DUE, or a LedgerState: planned | expired | skipped, or the row's state once in flight
     reason: str = ""
 
 
@@ -121,18 +125,18 @@ def decide(
 ) -> tuple[str, datetime, str]:
     """(status, when to send, reason) for one message not yet sent."""
     if channel == "sms" and delegate.sms_opt_out:
-        return "skipped", due, "opted out of SMS"
+        return LedgerState.SKIPPED, due, "opted out of SMS"
     if channel == "email" and delegate.email_opt_out:
-        return "skipped", due, "opted out of email"
+        return LedgerState.SKIPPED, due, "opted out of email"
     quiet = channel == "sms" and rule.quiet_hours
     at = after_quiet_hours(event, due) if quiet else due
     if at < now:  # overdue: a late registrant, or the scheduler was down
         at = after_quiet_hours(event, now) if quiet else now
     if at >= expires:
         if quiet and at != max(due, now):
-            return "expired", at, "quiet hours last until it is no longer worth sending"
-        return "expired", at, f"registered or planned after its validity ({_local(event, expires)})"
-    return ("due" if at <= now else "planned"), (due if at == now and due < now else at), ""
+            return LedgerState.EXPIRED, at, "quiet hours last until it is no longer worth sending"
+        return LedgerState.EXPIRED, at, f"registered or planned after its validity ({_local(event, expires)})"
+    return (DUE if at <= now else LedgerState.PLANNED), (due if at == now and due < now else at), ""
 
 
 def after_quiet_hours(event: Event, at: datetime) -> datetime:
@@ -159,10 +163,10 @@ def choose_channels(
         c: ledger.get(send_key(event.event.id, rule.id, occurrence, delegate.id, c)) for c in rule.channels
     }
     for channel in rule.channels:
-        if states[channel] is not None and states[channel] not in OPEN_STATES | {"expired", "failed"}:
+        if states[channel] is not None and states[channel] not in NOT_CARRIED:
             return [channel]
-    usable = [c for c in reachable if states[c] != "failed" and not _opted_out(delegate, c)]
-    return usable[:1] or [c for c in reachable if states[c] != "failed"][:1]
+    usable = [c for c in reachable if states[c] != LedgerState.FAILED and not _opted_out(delegate, c)]
+    return usable[:1] or [c for c in reachable if states[c] != LedgerState.FAILED][:1]
 
 
 def in_audience(rule: Rule, delegate: Delegate) -> bool:

@@ -12,11 +12,14 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pipeline.states import ATTENTION_STATES, LedgerState
 from pipeline.store import ledger
 from pipeline.store.models import DelegateRow, LedgerRow
 from pipeline.timetable import Event
 
-STATES = ("planned", "queued", "sending", "sent", "delivered", "failed", "expired", "skipped", "unknown")
+S = LedgerState
+STATES = tuple(LedgerState)
+WAITING = (S.PLANNED, S.QUEUED)  # the next sends
 RSVP = ("yes", "no", "none")
 
 
@@ -77,7 +80,7 @@ def event_status(session: Session, event: Event, *, limit: int = 10) -> Status:
 def _failures(session: Session, event: Event, limit: int) -> list[tuple[str, int]]:
     query = (
         select(LedgerRow.reason, func.count())
-        .where(LedgerRow.event_id == event.event.id, LedgerRow.state.in_(["failed", "unknown"]))
+        .where(LedgerRow.event_id == event.event.id, LedgerRow.state.in_(ATTENTION_STATES))
         .group_by(LedgerRow.reason)
         .order_by(func.count().desc(), LedgerRow.reason)
         .limit(limit)
@@ -89,7 +92,10 @@ def _next(session: Session, event: Event, limit: int) -> list[NextSend]:
     query = (
         select(LedgerRow.due_at, LedgerRow.rule, LedgerRow.channel, LedgerRow.delegate_id, DelegateRow.name)
         .outerjoin(DelegateRow, DelegateRow.id == LedgerRow.delegate_id)
-        .where(LedgerRow.event_id == event.event.id, LedgerRow.state.in_(["planned", "queued"]))
+        .where(
+            LedgerRow.event_id == event.event.id,
+            LedgerRow.state.in_([LedgerState.PLANNED, LedgerState.QUEUED]),
+        )
         .order_by(LedgerRow.due_at, LedgerRow.id)
         .limit(limit)
     )
@@ -106,7 +112,9 @@ def format_status(status: Status, event: Event) -> list[str]:
         f"RSVP: {r['yes']} yes, {r['no']} no, {r['none']} not answered ({sum(r.values())} delegates)",
         "",
     ]
-    shown = [s for s in STATES if any(counts.get(s) for counts in status.by_rule.values())] or ["planned"]
+    shown = [s for s in STATES if any(counts.get(s) for counts in status.by_rule.values())] or [
+        LedgerState.PLANNED
+    ]
     lines.append(f"{'rule':24} {'channel':7} " + " ".join(f"{s:>9}" for s in shown))
     for (rule, channel), counts in status.by_rule.items():
         lines.append(f"{rule[:24]:24} {channel:7} " + " ".join(f"{counts.get(s, 0):>9}" for s in shown))

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from pipeline.runtime import Runtime
 from pipeline.store import Store, open_store
 from pipeline.store.ledger import queue_due, retry_failed
 from pipeline.store.models import LedgerRow
@@ -61,8 +62,8 @@ def seeded(store: Store) -> Seeded:
 
 @pytest.fixture
 def app(tmp_path: Path, store: Store, seeded: Seeded) -> FastAPI:
-    app = create_app(make_settings(tmp_path), store=store)
-    app.state.clock = lambda: NOW
+    app = create_app(Runtime(make_settings(tmp_path), store=store))
+    app.state.runtime.clock = lambda: NOW
     return app
 
 
@@ -177,7 +178,7 @@ def test_the_session_cookie_is_httponly_samesite_lax_scoped_and_expiring(client)
 
 def test_the_dashboard_is_closed_when_no_admin_password_is_set(tmp_path, store, seeded) -> None:
     """Without ADMIN_PASSWORD the login says so and no password, not even an empty one, opens it."""
-    app = create_app(make_settings(tmp_path, admin_password=SecretStr("")), store=store)
+    app = create_app(Runtime(make_settings(tmp_path, admin_password=SecretStr("")), store=store))
     with TestClient(app) as client:
         page = client.get("/admin/login")
         assert "Översikten är stängd" in page.text and 'type="password"' not in page.text
@@ -188,7 +189,7 @@ def test_the_dashboard_is_closed_when_no_admin_password_is_set(tmp_path, store, 
 
 def test_a_session_signed_with_another_key_is_not_a_login(tmp_path, store, seeded, admin) -> None:
     """A cookie from another installation (or forged) opens nothing."""
-    other = create_app(make_settings(tmp_path, secret_key=SecretStr("another-key")), store=store)
+    other = create_app(Runtime(make_settings(tmp_path, secret_key=SecretStr("another-key")), store=store))
     with TestClient(other) as client:
         client.cookies.set(admin_auth.COOKIE, admin.cookies[admin_auth.COOKIE], path="/admin")
         assert client.get("/admin", follow_redirects=False).status_code == 401
@@ -202,7 +203,7 @@ def test_an_expired_session_is_not_a_login(admin, monkeypatch) -> None:
 
 def test_changing_the_admin_password_ends_every_session(tmp_path, store, seeded, admin) -> None:
     """The session is bound to the password: a new ADMIN_PASSWORD logs everybody out."""
-    other = create_app(make_settings(tmp_path, admin_password=SecretStr("nytt")), store=store)
+    other = create_app(Runtime(make_settings(tmp_path, admin_password=SecretStr("nytt")), store=store))
     with TestClient(other) as client:
         client.cookies.set(admin_auth.COOKIE, admin.cookies[admin_auth.COOKIE], path="/admin")
         assert client.get("/admin", follow_redirects=False).status_code == 401

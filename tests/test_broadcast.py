@@ -22,9 +22,9 @@ from pipeline.broadcast import (
 )
 from pipeline.cli import main
 from pipeline.delegates import Delegate
-from pipeline.dispatch import deliver_now
 from pipeline.render import make_env
 from pipeline.runtime import Runtime
+from pipeline.sending.batch import send_batch_now
 from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.store.models import LedgerRow
@@ -237,9 +237,9 @@ def test_the_same_broadcast_twice_is_stored_and_sent_once(store, settings, event
     request = make_request(["attending"], event, text=BUS_LATE)
     first = send(store, settings, event, request)
     rt = Runtime(settings, store=store, clock=lambda: NOW)
-    deliver_now(rt, "sik-2021", first.rule)
+    send_batch_now(rt, "sik-2021", first.rule)
     second = send(store, settings, event, make_request(["attending"], event, text=BUS_LATE))
-    states = deliver_now(rt, "sik-2021", second.rule)
+    states = send_batch_now(rt, "sik-2021", second.rule)
     assert (first.id, first.new_rows) == (second.id, 3)
     assert (second.new_rows, second.existing_rows) == (0, 3)
     assert states == {"sent": 3}
@@ -256,7 +256,7 @@ def test_again_sends_the_same_broadcast_a_second_time(store, settings, event):
     assert again.new_rows == third.new_rows == 1
     rt = Runtime(settings, store=store, clock=lambda: NOW)
     for created in (first, again, third):
-        deliver_now(rt, "sik-2021", created.rule)
+        send_batch_now(rt, "sik-2021", created.rule)
     assert len(outbox(settings)) == 3
 
 
@@ -264,7 +264,7 @@ def test_a_delivered_broadcast_reaches_the_outbox_in_each_delegates_language(sto
     """The workers render the payload: Swedish SMS for Anna, English email for David."""
     created = send(store, settings, event, make_request(["stop:hotel"], event, text=BUS_LATE))
     progress: list[tuple[int, int]] = []
-    states = deliver_now(
+    states = send_batch_now(
         Runtime(settings, store=store, clock=lambda: NOW),
         "sik-2021",
         created.rule,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from pipeline.runtime import Runtime
 from pipeline.store import Store, open_store
 from pipeline.store.models import LedgerRow
 from pipeline.web.server import WebServer
@@ -78,7 +79,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def server(tmp_path: Path, store: Store) -> Iterator[str]:
     """The app as `kallelse web` serves it, over the seeded database in tmp_path."""
-    server = WebServer(make_settings(tmp_path, port=free_port()))
+    server = WebServer(Runtime(make_settings(tmp_path, port=free_port())))
     server.start()
     yield server.url
     server.stop()

@@ -19,20 +19,20 @@ from pipeline.changes import (
     apply_changes,
     check_event_file,
     compare,
-    latest_snapshot,
     preview_apply,
     told_subjects,
 )
 from pipeline.cli import main
 from pipeline.delegates import Delegate
-from pipeline.dispatch import deliver_now
 from pipeline.errors import ConfigError
 from pipeline.runtime import Runtime
-from pipeline.scheduler import Scheduler
+from pipeline.sending.batch import send_batch_now
+from pipeline.sending.scheduler import Scheduler
 from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import record_rsvp, upsert_delegates
+from pipeline.store.snapshots import latest_snapshot
 from pipeline.timetable import load_event, parse_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,7 +205,7 @@ def test_a_change_notice_is_delivered_with_the_new_time_and_an_updated_calendar_
     edit(event_file, HOTEL_STOP, "time = 2021-11-25T09:15:00")
     with store.session() as session:
         _, applied = apply(session, event_file)
-    states = deliver_now(Runtime(settings, store=store, clock=lambda: BEFORE), "sik-2021", applied.rule)
+    states = send_batch_now(Runtime(settings, store=store, clock=lambda: BEFORE), "sik-2021", applied.rule)
     assert states == {"sent": 2}
     sms = json.loads(next((settings.outbox_dir / "sms").glob("*change*.json")).read_text())
     assert sms["to"] == ANNA.phone
@@ -314,7 +314,7 @@ def test_the_scheduler_stores_the_first_snapshot_and_warns_about_unapplied_chang
         assert latest_snapshot(session, "sik-2021").sequence == 0
         mark_sent(session, "pickup:hotel:anna:sms")
     edit(event_file, HOTEL_STOP, "time = 2021-11-25T09:15:00")
-    with caplog.at_level(logging.WARNING, logger="pipeline.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.sending.scheduler"):
         scheduler._event_mtime = None  # the same second as the first write: force the re-read
         scheduler.refresh_plan(BEFORE)
     assert "run `kallelse apply` to notify 1 delegates" in caplog.text

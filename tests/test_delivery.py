@@ -19,11 +19,11 @@ import dramatiq
 import pytest
 from sqlalchemy import select
 
-from pipeline import actors
-from pipeline.broker import make_broker
 from pipeline.delegates import Delegate
 from pipeline.runtime import Runtime
-from pipeline.scheduler import Scheduler, replan, tick
+from pipeline.sending import actors
+from pipeline.sending.broker import make_broker
+from pipeline.sending.scheduler import Scheduler, replan, tick
 from pipeline.settings import Settings
 from pipeline.store import open_store
 from pipeline.store.models import LedgerRow

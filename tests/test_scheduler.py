@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from pipeline.delegates import Delegate
 from pipeline.runtime import Runtime
-from pipeline.scheduler import Scheduler
+from pipeline.sending.scheduler import Scheduler
 from pipeline.settings import Settings
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import record_rsvp, upsert_delegates

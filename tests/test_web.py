@@ -18,9 +18,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from pipeline.errors import ConfigError
 from pipeline.links import RSVP_MAX_AGE, LinkSigner
 from pipeline.planner import plan
+from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.store.models import InboundRow, LedgerRow, RsvpRow, SurveyAnswerRow
@@ -67,8 +67,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def app(tmp_path: Path, store: Store) -> FastAPI:
-    app = create_app(make_settings(tmp_path), store=store)
-    app.state.clock = lambda: NOW
+    app = create_app(Runtime(make_settings(tmp_path), store=store))
+    app.state.runtime.clock = lambda: NOW
     return app
 
 
@@ -136,7 +136,7 @@ def test_an_inbound_sms_without_a_valid_signature_is_refused_and_nothing_is_stor
 
 def test_webhooks_are_refused_when_no_auth_token_is_configured(tmp_path, store) -> None:
     """Without TWILIO_AUTH_TOKEN nothing can be verified, so nothing is accepted (not even unsigned)."""
-    app = create_app(make_settings(tmp_path, twilio_auth_token=SecretStr("")), store=store)
+    app = create_app(Runtime(make_settings(tmp_path, twilio_auth_token=SecretStr("")), store=store))
     params = text_in("SM1", "Ja")
     with TestClient(app) as client:
         response = client.post("/twilio/sms", data=params, headers={"X-Twilio-Signature": "x"})
@@ -186,7 +186,7 @@ def test_stop_opts_out_and_a_planned_sms_is_then_skipped_as_opted_out(client, st
     with store.session() as session:
         (anna,) = load_delegates(session, ["anna"])
     assert anna.sms_opt_out
-    event = client.app.state.event()  # type: ignore[attr-defined]
+    event = client.app.state.runtime.event  # type: ignore[attr-defined]
     texts = [s for s in plan(event, [anna], {}, NOW) if s.channel == "sms"]
     assert texts and {(s.status, s.reason) for s in texts} == {("skipped", "opted out of SMS")}
 
@@ -345,7 +345,7 @@ def test_a_post_without_a_valid_answer_records_nothing(client, store) -> None:
 def test_an_expired_rsvp_link_gets_a_clear_page_and_changes_nothing(app, client, store, method) -> None:
     """61 days on (the app's clock moved), the link says it has expired and whom to call, with 410."""
     token = link("rsvp")
-    app.state.clock = lambda: datetime.now(UTC) + timedelta(seconds=RSVP_MAX_AGE + 86400)
+    app.state.runtime.clock = lambda: datetime.now(UTC) + timedelta(seconds=RSVP_MAX_AGE + 86400)
     page = getattr(client, method)(f"/r/{token}", **({"data": {"answer": "yes"}} if method == "post" else {}))
     assert page.status_code == 410
     assert "Länken har gått ut" in page.text and "The link has expired" in page.text
@@ -356,7 +356,7 @@ def test_an_expired_rsvp_link_gets_a_clear_page_and_changes_nothing(app, client,
 def test_an_rsvp_link_shortly_before_it_expires_still_works(app, client) -> None:
     """The same trick one day short of the limit: the page opens, so the test above measures expiry."""
     token = link("rsvp")
-    app.state.clock = lambda: datetime.now(UTC) + timedelta(seconds=RSVP_MAX_AGE - 86400)
+    app.state.runtime.clock = lambda: datetime.now(UTC) + timedelta(seconds=RSVP_MAX_AGE - 86400)
     assert client.get(f"/r/{token}").status_code == 200
 
 
@@ -403,7 +403,7 @@ def test_pages_load_nothing_from_elsewhere_and_escape_what_they_show(client, sto
 def test_the_survey_form_shows_every_question_of_the_event(client, store) -> None:
     """Each rating is five radio buttons, the free-text question a textarea, and nothing is stored."""
     page = client.get(f"/s/{link('survey')}")
-    event = client.app.state.event()  # type: ignore[attr-defined]
+    event = client.app.state.runtime.event  # type: ignore[attr-defined]
     assert page.status_code == 200
     for question in event.survey:
         assert question.text("sv") in page.text
@@ -450,7 +450,7 @@ def free_port() -> int:
 
 def test_the_web_server_serves_the_app_on_its_port_and_stops(tmp_path) -> None:
     """WebServer runs uvicorn in a thread: /healthz answers over real HTTP, and stop() ends it."""
-    server = WebServer(make_settings(tmp_path, port=free_port()))
+    server = WebServer(Runtime(make_settings(tmp_path, port=free_port())))
     server.start()
     try:
         assert httpx.get(f"{server.url}/healthz", timeout=5).text == "ok"
@@ -463,10 +463,9 @@ def test_the_web_server_serves_the_app_on_its_port_and_stops(tmp_path) -> None:
 def test_a_text_arriving_while_the_event_file_is_broken_is_still_stored_and_answered(tmp_path, store) -> None:
     """If reading the text fails (here: an event file mid-edit), it is kept unread and acknowledged."""
 
-    def broken_event():
-        raise ConfigError("event.toml: half-saved")
-
-    app = create_app(make_settings(tmp_path), store=store, event_loader=broken_event)
+    half_saved = tmp_path / "event.toml"
+    half_saved.write_text('[event]\nid = "sik-2021"\nname = ', encoding="utf-8")
+    app = create_app(Runtime(make_settings(tmp_path, event_file=half_saved), store=store))
     with TestClient(app) as client:
         response = sms(client, "Ja")
     assert response.status_code == 200 and "vi har tagit emot ditt meddelande" in response.text

@@ -1,13 +1,20 @@
 """The one small interface every channel implements: `send(message) -> Receipt`.
 
 A channel does one attempt and never loops: it returns a `Receipt` or raises `TransientDeliveryError` /
-`PermanentDeliveryError` (pipeline.errors). Retrying is the actor's business.
+`PermanentDeliveryError` (pipeline.errors), with `maybe_sent` set when the provider may have the message
+anyway. Retrying is the worker's business.
+
+What a channel can do beyond sending, it declares by implementing the optional part:
+- `FindsSent.find_sent(message, since)`: ask the provider whether it has this message (Twilio's message
+  list). The worker reconciles an ambiguous failure with it; a channel without it (SMTP, the outbox)
+  leaves such a row `unknown` for a person.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -51,3 +58,12 @@ class EmailChannel(Protocol):
 class SmsChannel(Protocol):
     def send(self, message: SmsMessage) -> Receipt: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FindsSent(Protocol):
+    """The optional part of a channel: it can tell whether the provider already has a message."""
+
+    def find_sent(self, message: SmsMessage, since: datetime) -> str | None:
+        """The provider's id for this very message if it has one created since `since`, else None."""
+        ...

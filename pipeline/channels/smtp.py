@@ -135,7 +135,8 @@ def _translate(error: Exception, key: str) -> DeliveryError:
         )
     if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
         # smtplib turns a read timeout into SMTPServerDisconnected; the timeout survives as its context.
-        return TransientDeliveryError(f"smtp timed out for {key}: {error}", code="timeout")
+        # The server may have taken the message before it went quiet (see ARCHITECTURE.md).
+        return TransientDeliveryError(f"smtp timed out for {key}: {error}", code="timeout", maybe_sent=True)
     return TransientDeliveryError(f"smtp failed for {key}: {type(error).__name__}: {error}", code="network")
 
 

@@ -10,9 +10,9 @@ Errors are translated here and nowhere else:
 - HTTP 429, Twilio code 20429, HTTP 5xx, timeouts, connection errors -> TransientDeliveryError
 - any other 4xx (21211 invalid number, 21610 opted out, 21614 not a mobile, 21408 region not enabled,
   401/403/404) -> PermanentDeliveryError(code=<twilio code>)
-A TransientDeliveryError whose code is in errors.MAYBE_SENT_CODES ("timeout", "disconnected") is ambiguous:
-the request went out but no answer came back, so Twilio may have accepted the SMS. Reconcile (list Messages by
-To and DateSent) before sending it again. Code "network" means nothing reached Twilio.
+A TransientDeliveryError with `maybe_sent` (codes "timeout", "disconnected") is ambiguous: the request went
+out but no answer came back, so Twilio may have accepted the SMS. `find_sent` (list Messages by To and
+DateSent) reconciles before it is sent again. Code "network" means nothing reached Twilio.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 # The library logs every request at INFO, query strings (which hold phone numbers) included.
 _http_log = logging.getLogger(__name__ + ".http")
 _http_log.setLevel(logging.WARNING)
-
-# Codes of a TransientDeliveryError after which the SMS may still have been accepted: reconcile, don't resend.
 
 # Twilio answers these with a 4xx status, yet waiting helps: too many requests, the From number's queue full.
 _TRANSIENT_CODES = {20429, 21611}
@@ -78,7 +76,7 @@ class TwilioSms:
     def find_sent(self, message: SmsMessage, since: datetime) -> str | None:
         """The sid of this very message if Twilio has it (same recipient and body, created since `since`).
 
-        Used after an ambiguous failure (MAYBE_SENT_CODES) so a message is neither lost nor sent twice."""
+        Used after an ambiguous failure (`maybe_sent`) so a message is neither lost nor sent twice."""
         try:
             found = self.client.messages.list(to=message.to, date_sent_after=since, limit=100)
         except (TwilioException, requests.RequestException) as e:
@@ -118,10 +116,14 @@ def _translate(error: Exception, message: SmsMessage) -> DeliveryError:
     if isinstance(error, TwilioRestException | TwilioServiceException):
         return _by_status(error.status, error.code, who)
     if isinstance(error, requests.ReadTimeout):
-        return TransientDeliveryError(f"twilio did not answer in time for {who}; may be sent", code="timeout")
+        return TransientDeliveryError(
+            f"twilio did not answer in time for {who}; may be sent", code="timeout", maybe_sent=True
+        )
     if isinstance(error, requests.ConnectionError) and isinstance(_cause(error), ProtocolError | OSError):
         # The request went out and the connection died before the answer: as ambiguous as a timeout.
-        return TransientDeliveryError(f"twilio hung up on {who}; may be sent", code="disconnected")
+        return TransientDeliveryError(
+            f"twilio hung up on {who}; may be sent", code="disconnected", maybe_sent=True
+        )
     # Refused, unresolvable, connect timeout: nothing reached Twilio.
     return TransientDeliveryError(f"twilio unreachable for {who}: {type(error).__name__}", code="network")
 

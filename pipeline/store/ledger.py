@@ -1,8 +1,9 @@
 """Ledger operations: the memory of every message, and the compare-and-set steps that keep sends single.
 
-A row's life: planned → queued (due, handed to the broker) → sending (claimed by one worker) → sent →
-delivered; or expired / skipped / failed / unknown. Every transition is an UPDATE guarded by the state it
-leaves, so two schedulers or two workers racing for the same row cannot both win.
+This module is the only writer of the ledger (ARCHITECTURE.md). A row's life is drawn in
+`pipeline.states`: planned → queued (due, handed to the broker) → sending (claimed by one worker) → sent →
+delivered; or expired / skipped / failed / unknown. Every transition is an UPDATE guarded by the states
+that may precede it (`allowed_sources`), so two schedulers or two workers racing for one row cannot both win.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from sqlalchemy import Result, and_, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from pipeline.planner import OPEN_STATES, PlannedSend
+from pipeline.planner import DUE, PlannedSend
+from pipeline.states import OPEN_STATES, LedgerState, allowed_sources
 from pipeline.store.models import LedgerRow
 
+S = LedgerState
 CHUNK = 2000
-# States a delivery-status callback may move a row through, in order; a row only ever moves forward.
-FORWARD = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3, "undelivered": 3}
+# A broadcast or change notice nobody could deliver within half a day is stale news.
+PAYLOAD_VALIDITY = timedelta(hours=12)
 
 
 @dataclass
@@ -115,8 +118,8 @@ def _sync_chunk(session: Session, chunk: Sequence[PlannedSend], now: datetime, c
     counts.moved += len(updates)
 
 
-def _ledger_state(send: PlannedSend) -> str:
-    return "planned" if send.status == "due" else send.status
+def _ledger_state(send: PlannedSend) -> LedgerState:
+    return S.PLANNED if send.status == DUE else LedgerState(send.status)
 
 
 def _insert_values(send: PlannedSend, state: str, now: datetime) -> dict:
@@ -142,7 +145,7 @@ def _cancel_missing(
     session: Session, event_id: str, keys: set[str], now: datetime, delegate_ids: Iterable[str] | None
 ) -> int:
     query = select(LedgerRow.id, LedgerRow.key).where(
-        LedgerRow.event_id == event_id, LedgerRow.state == "planned", LedgerRow.payload.is_(None)
+        LedgerRow.event_id == event_id, LedgerRow.state == S.PLANNED, LedgerRow.payload.is_(None)
     )
     rows = []
     if delegate_ids is None:
@@ -154,8 +157,8 @@ def _cancel_missing(
     for chunk in _chunks(gone):
         session.execute(
             update(LedgerRow)
-            .where(LedgerRow.id.in_(chunk), LedgerRow.state == "planned")
-            .values(state="skipped", reason="no longer in the audience", updated_at=now)
+            .where(LedgerRow.id.in_(chunk), LedgerRow.state == S.PLANNED)
+            .values(state=S.SKIPPED, reason="no longer in the audience", updated_at=now)
         )
     return len(gone)
 
@@ -167,8 +170,8 @@ def expire_overdue(session: Session, now: datetime) -> int:
     """Planned rows whose validity passed before they were queued: recorded as expired, not dropped."""
     result = session.execute(
         update(LedgerRow)
-        .where(LedgerRow.state == "planned", LedgerRow.expires_at <= now)
-        .values(state="expired", reason="its validity ended before it could be sent", updated_at=now)
+        .where(LedgerRow.state == S.PLANNED, LedgerRow.expires_at <= now)
+        .values(state=S.EXPIRED, reason="its validity ended before it could be sent", updated_at=now)
     )
     return rowcount(result)
 
@@ -178,7 +181,7 @@ def queue_due(session: Session, now: datetime, limit: int = 5000) -> list[int]:
     candidates = (
         select(LedgerRow.id)
         .where(
-            LedgerRow.state == "planned",
+            LedgerRow.state == S.PLANNED,
             LedgerRow.due_at <= now,
             or_(LedgerRow.expires_at.is_(None), LedgerRow.expires_at > now),
         )
@@ -189,15 +192,15 @@ def queue_due(session: Session, now: datetime, limit: int = 5000) -> list[int]:
         candidates = candidates.with_for_update(skip_locked=True)
     result = session.execute(
         update(LedgerRow)
-        .where(LedgerRow.id.in_(candidates.scalar_subquery()), LedgerRow.state == "planned")
-        .values(state="queued", queued_at=now, retry_at=None, updated_at=now)
+        .where(LedgerRow.id.in_(candidates.scalar_subquery()), LedgerRow.state == S.PLANNED)
+        .values(state=S.QUEUED, queued_at=now, retry_at=None, updated_at=now)
         .returning(LedgerRow.id)
     )
     return sorted(result.scalars())
 
 
 def next_due(session: Session) -> datetime | None:
-    return session.scalar(select(func.min(LedgerRow.due_at)).where(LedgerRow.state == "planned"))
+    return session.scalar(select(func.min(LedgerRow.due_at)).where(LedgerRow.state == S.PLANNED))
 
 
 def stale_queued(session: Session, now: datetime, grace: timedelta, limit: int = 5000) -> list[int]:
@@ -208,11 +211,11 @@ def stale_queued(session: Session, now: datetime, grace: timedelta, limit: int =
     overdue = or_(
         and_(LedgerRow.retry_at.is_(None), LedgerRow.queued_at < cutoff), LedgerRow.retry_at < cutoff
     )
-    ids = list(session.scalars(select(LedgerRow.id).where(LedgerRow.state == "queued", overdue).limit(limit)))
+    ids = list(session.scalars(select(LedgerRow.id).where(LedgerRow.state == S.QUEUED, overdue).limit(limit)))
     for chunk in _chunks(ids):
         session.execute(
             update(LedgerRow)
-            .where(LedgerRow.id.in_(chunk), LedgerRow.state == "queued")
+            .where(LedgerRow.id.in_(chunk), LedgerRow.state == S.QUEUED)
             .values(queued_at=now, retry_at=None, updated_at=now)
         )
     return ids
@@ -222,20 +225,36 @@ def stuck_sending(session: Session, now: datetime, grace: timedelta) -> list[int
     """Rows claimed by a worker that never reported back (it crashed mid-send): now `unknown`."""
     ids = list(
         session.scalars(
-            select(LedgerRow.id).where(LedgerRow.state == "sending", LedgerRow.sending_at < now - grace)
+            select(LedgerRow.id).where(LedgerRow.state == S.SENDING, LedgerRow.sending_at < now - grace)
         )
     )
     for chunk in _chunks(ids):
         session.execute(
             update(LedgerRow)
-            .where(LedgerRow.id.in_(chunk), LedgerRow.state == "sending")
+            .where(LedgerRow.id.in_(chunk), LedgerRow.state == S.SENDING)
             .values(
-                state="unknown",
+                state=S.UNKNOWN,
                 reason="a worker stopped while sending; check before resending",
                 updated_at=now,
             )
         )
     return ids
+
+
+def queue_rule(session: Session, event_id: str, rule: str, now: datetime) -> list[int]:
+    """Move one batch's due rows (a broadcast, change notices) planned → queued and return their ids."""
+    result = session.execute(
+        update(LedgerRow)
+        .where(
+            LedgerRow.event_id == event_id,
+            LedgerRow.rule == rule,
+            LedgerRow.state == S.PLANNED,
+            LedgerRow.due_at <= now,
+        )
+        .values(state=S.QUEUED, queued_at=now, retry_at=None, updated_at=now)
+        .returning(LedgerRow.id)
+    )
+    return sorted(result.scalars())
 
 
 # -- worker steps ---------------------------------------------------------------------------------
@@ -245,19 +264,20 @@ def claim(session: Session, row_id: int, now: datetime) -> LedgerRow | None:
     """queued → sending, for exactly one worker. None when someone else has it or it is done."""
     result = session.execute(
         update(LedgerRow)
-        .where(LedgerRow.id == row_id, LedgerRow.state == "queued")
-        .values(state="sending", sending_at=now, attempts=LedgerRow.attempts + 1, updated_at=now)
+        .where(LedgerRow.id == row_id, LedgerRow.state == S.QUEUED)
+        .values(state=S.SENDING, sending_at=now, attempts=LedgerRow.attempts + 1, updated_at=now)
     )
     if not rowcount(result):
         return None
     return session.get(LedgerRow, row_id, populate_existing=True)
 
 
-def _move(session: Session, row_id: int, from_states: Iterable[str], **values) -> bool:
+def _move(session: Session, row_id: int, sources: Iterable[LedgerState], to: LedgerState, **values) -> bool:
+    """One compare-and-set: row `row_id` moves to `to` only from one of `sources`."""
     result = session.execute(
         update(LedgerRow)
-        .where(LedgerRow.id == row_id, LedgerRow.state.in_(list(from_states)))
-        .values(**values)
+        .where(LedgerRow.id == row_id, LedgerRow.state.in_(allowed_sources(sources, to)))
+        .values(state=to, **values)
     )
     return bool(rowcount(result))
 
@@ -266,8 +286,8 @@ def mark_sent(session: Session, row_id: int, provider_id: str, now: datetime) ->
     return _move(
         session,
         row_id,
-        ["sending"],
-        state="sent",
+        [S.SENDING],
+        S.SENT,
         provider_id=provider_id,
         sent_at=now,
         reason="",
@@ -279,11 +299,12 @@ def mark_sent(session: Session, row_id: int, provider_id: str, now: datetime) ->
 def mark_retry(
     session: Session, row_id: int, error: str, code: str | None, now: datetime, retry_at: datetime
 ) -> bool:
+    """sending → queued: the worker will try again at `retry_at`."""
     return _move(
         session,
         row_id,
-        ["sending"],
-        state="queued",
+        [S.SENDING],
+        S.QUEUED,
         reason=error,
         error_code=code,
         retry_at=retry_at,
@@ -293,24 +314,47 @@ def mark_retry(
 
 def mark_failed(session: Session, row_id: int, error: str, code: str | None, now: datetime) -> bool:
     return _move(
-        session, row_id, ["sending", "queued"], state="failed", reason=error, error_code=code, updated_at=now
+        session, row_id, [S.SENDING, S.QUEUED], S.FAILED, reason=error, error_code=code, updated_at=now
     )
 
 
 def mark_unknown(session: Session, row_id: int, reason: str, now: datetime) -> bool:
-    return _move(session, row_id, ["sending"], state="unknown", reason=reason, updated_at=now)
+    return _move(session, row_id, [S.SENDING], S.UNKNOWN, reason=reason, updated_at=now)
 
 
 def mark_expired(session: Session, row_id: int, reason: str, now: datetime) -> bool:
-    return _move(
-        session, row_id, ["sending", "queued", "planned"], state="expired", reason=reason, updated_at=now
-    )
+    return _move(session, row_id, [S.SENDING, S.QUEUED, S.PLANNED], S.EXPIRED, reason=reason, updated_at=now)
 
 
 def mark_skipped(session: Session, row_id: int, reason: str, now: datetime) -> bool:
-    return _move(
-        session, row_id, ["sending", "queued", "planned"], state="skipped", reason=reason, updated_at=now
+    return _move(session, row_id, [S.SENDING, S.QUEUED, S.PLANNED], S.SKIPPED, reason=reason, updated_at=now)
+
+
+def states_of(session: Session, event_id: str, rule: str) -> dict[str, int]:
+    """state → count for one rule (a batch)."""
+    query = (
+        select(LedgerRow.state, func.count())
+        .where(LedgerRow.event_id == event_id, LedgerRow.rule == rule)
+        .group_by(LedgerRow.state)
     )
+    return {state: n for state, n in session.execute(query)}
+
+
+def count_rows(session: Session, state: LedgerState | None = None, rule: str | None = None) -> int:
+    query = select(func.count()).select_from(LedgerRow)
+    if state:
+        query = query.where(LedgerRow.state == state)
+    if rule:
+        query = query.where(LedgerRow.rule == rule)
+    return session.scalar(query) or 0
+
+
+def counts_with_reasons(session: Session) -> list[tuple[str, str, str, str, int]]:
+    """(rule, channel, state, reason, count) over the whole ledger: the simulation's report."""
+    query = select(
+        LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason, func.count()
+    ).group_by(LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason)
+    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
 
 
 def counts_by_state(session: Session, event_id: str) -> dict[tuple[str, str, str], int]:
@@ -340,8 +384,8 @@ def retry_failed(session: Session, row_id: int, now: datetime) -> bool:
     return _move(
         session,
         row_id,
-        ["failed", "unknown"],
-        state="planned",
+        [S.FAILED, S.UNKNOWN],
+        S.PLANNED,
         due_at=now,
         attempts=0,
         reason="",
@@ -351,3 +395,92 @@ def retry_failed(session: Session, row_id: int, now: datetime) -> bool:
         sending_at=None,
         updated_at=now,
     )
+
+
+# -- messages rendered from a payload: broadcasts and change notices --------------------------------
+
+
+@dataclass(frozen=True)
+class PayloadMessage:
+    """One message that is not planned from a rule but stored with what to render (template + extra)."""
+
+    key: str
+    rule: str  # broadcast:<id> or change:<sequence>
+    delegate_id: str
+    channel: str
+    payload: str  # JSON: {"template": …, "extra": {…}}
+    expires_at: datetime
+
+
+def add_payload_messages(
+    session: Session, event_id: str, messages: Sequence[PayloadMessage], now: datetime
+) -> int:
+    """Store the messages not stored yet (by key), due `now`; return how many were new. The planner never
+    cancels them (they have a payload)."""
+    existing = existing_keys(session, [m.key for m in messages])
+    rows = [_payload_values(m, event_id, now) for m in messages if m.key not in existing]
+    if rows:
+        session.execute(insert(LedgerRow), rows)
+    return len(rows)
+
+
+def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(list(keys)):
+        found.update(session.scalars(select(LedgerRow.key).where(LedgerRow.key.in_(chunk))))
+    return found
+
+
+def _payload_values(message: PayloadMessage, event_id: str, now: datetime) -> dict:
+    return {
+        "key": message.key,
+        "event_id": event_id,
+        "rule": message.rule,
+        "occurrence": "-",
+        "delegate_id": message.delegate_id,
+        "channel": message.channel,
+        "due_at": now,
+        "expires_at": message.expires_at,
+        "state": S.PLANNED,
+        "reason": "",
+        "attempts": 0,
+        "payload": message.payload,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def rules_named(session: Session, event_id: str, base: str) -> list[str]:
+    """The distinct rules `base` and `base-N` (an earlier broadcast with the same id, sent --again)."""
+    query = (
+        select(LedgerRow.rule)
+        .where(LedgerRow.event_id == event_id, or_(LedgerRow.rule == base, LedgerRow.rule.like(f"{base}-%")))
+        .distinct()
+    )
+    return list(session.scalars(query))
+
+
+# -- what `kallelse apply` compares -----------------------------------------------------------------
+
+
+def open_planned(session: Session, event_id: str) -> dict[str, tuple[str, datetime]]:
+    """key → (state, due) of the planned rows the planner may still move or cancel."""
+    query = select(LedgerRow.key, LedgerRow.state, LedgerRow.due_at).where(
+        LedgerRow.event_id == event_id,
+        LedgerRow.state.in_(list(OPEN_STATES)),
+        LedgerRow.payload.is_(None),
+    )
+    return {key: (state, due) for key, state, due in session.execute(query)}
+
+
+def sent_before(
+    session: Session, event_id: str, states: Iterable[LedgerState], before: datetime
+) -> list[tuple[str, str, str]]:
+    """(delegate, rule, occurrence) of planned messages in `states`, sent before `before` or unstamped."""
+    query = select(LedgerRow.delegate_id, LedgerRow.rule, LedgerRow.occurrence).where(
+        LedgerRow.event_id == event_id,
+        LedgerRow.state.in_(list(states)),
+        LedgerRow.payload.is_(None),
+        or_(LedgerRow.sent_at.is_(None), LedgerRow.sent_at <= before),
+    )
+    return [(d, r, o) for d, r, o in session.execute(query)]

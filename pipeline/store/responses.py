@@ -11,9 +11,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pipeline.states import SENT_STATES, LedgerState
 from pipeline.store.ledger import rowcount
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, SurveyAnswerRow
 
+S = LedgerState
 # What a delegate was asked by each template, for reading their next reply in context.
 QUESTION_OF_TEMPLATE = {
     "invitation": "rsvp",
@@ -22,16 +24,17 @@ QUESTION_OF_TEMPLATE = {
     "survey_reminder": "survey",
 }
 # A status may only move a row forward; equal ranks are end states and never replace each other.
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3}
+STATUS_RANK: dict[str, int] = {S.QUEUED: 0, S.SENDING: 1, S.SENT: 2, S.DELIVERED: 3, S.FAILED: 3}
+# Twilio's message status → the ledger state it means.
 TWILIO_STATUS = {
-    "accepted": "sent",
-    "queued": "sent",
-    "sending": "sent",
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "undelivered": "failed",
-    "failed": "failed",
+    "accepted": S.SENT,
+    "queued": S.SENT,
+    "sending": S.SENT,
+    "sent": S.SENT,
+    "delivered": S.DELIVERED,
+    "read": S.DELIVERED,
+    "undelivered": S.FAILED,
+    "failed": S.FAILED,
 }
 OPTED_OUT_CODE = "21610"
 
@@ -90,7 +93,7 @@ def last_question(
         .where(
             LedgerRow.delegate_id == delegate_id,
             LedgerRow.channel == channel,
-            LedgerRow.state.in_(["sent", "delivered"]),
+            LedgerRow.state.in_(SENT_STATES),
         )
         .order_by(LedgerRow.sent_at.desc(), LedgerRow.id.desc())
         .limit(10)
@@ -161,9 +164,9 @@ def apply_status(
     if STATUS_RANK.get(row.state, 3) >= STATUS_RANK[state]:
         return None
     values: dict = {"state": state, "updated_at": now}
-    if state == "delivered":
+    if state == S.DELIVERED:
         values["delivered_at"] = now
-    if state == "failed":
+    if state == S.FAILED:
         values["reason"] = f"{provider_status} (Twilio error {error_code})" if error_code else provider_status
         values["error_code"] = error_code
     moved = rowcount(

@@ -1,4 +1,4 @@
 """The web side of kallelse: Twilio webhooks (inbound SMS, delivery status) and the RSVP and survey pages.
 
-`create_app(settings)` builds the FastAPI app; `server.WebServer` / `server.serve` run it under uvicorn.
+`create_app(runtime)` builds the FastAPI app; `server.WebServer` / `server.serve` run it under uvicorn.
 """

@@ -33,12 +33,11 @@ from pipeline.broadcast import (
     make_request,
     preview_broadcast,
 )
-from pipeline.dispatch import states_of
-from pipeline.render import make_env
 from pipeline.reports import survey_report, write_chart
 from pipeline.settings import Settings
+from pipeline.states import LedgerState
 from pipeline.status import event_status
-from pipeline.store.ledger import retry_failed
+from pipeline.store import ledger
 from pipeline.timetable import Event
 from pipeline.web import admin_data
 from pipeline.web.admin_auth import (
@@ -54,9 +53,11 @@ from pipeline.web.admin_auth import (
     safe_next,
     set_session_cookie,
 )
+from pipeline.web.deps import runtime
 from pipeline.web.pages import HEADERS, templates
 
 router = APIRouter(prefix="/admin")
+S = LedgerState
 
 # The personal pages' headers, plus same-origin images (the survey chart) and no framing (clickjacking).
 ADMIN_HEADERS = HEADERS | {
@@ -65,15 +66,15 @@ ADMIN_HEADERS = HEADERS | {
     "X-Frame-Options": "DENY",
 }
 STATES = {
-    "planned": "planerad",
-    "queued": "i kö",
-    "sending": "skickas",
-    "sent": "skickad",
-    "delivered": "levererad",
-    "failed": "misslyckad",
-    "expired": "för sent",
-    "skipped": "hoppas över",
-    "unknown": "okänd",
+    S.PLANNED: "planerad",
+    S.QUEUED: "i kö",
+    S.SENDING: "skickas",
+    S.SENT: "skickad",
+    S.DELIVERED: "levererad",
+    S.FAILED: "misslyckad",
+    S.EXPIRED: "för sent",
+    S.SKIPPED: "hoppas över",
+    S.UNKNOWN: "okänd",
 }
 BUCKETS = {
     "upcoming": "Kommande",
@@ -104,7 +105,7 @@ def login(
     csrf: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/admin",
 ) -> Response:
-    settings: Settings = request.app.state.settings
+    settings: Settings = runtime(request).settings
     if not is_open(settings):
         return _login(request, next, None, 403)
     if not csrf_matches(read_session(request), csrf):
@@ -121,7 +122,7 @@ def _login(request: Request, next: str, error: str | None, status: int) -> Respo
     """The login form. An anonymous session keeps its token, so two open login tabs both work."""
     session = read_session(request) or new_session(logged_in=False)
     session = session if not session.logged_in else new_session(logged_in=False)
-    open_ = is_open(request.app.state.settings)
+    open_ = is_open(runtime(request).settings)
     html = _render(request, "admin_login.html", session, next=safe_next(next), error=error, open=open_)
     response = HTMLResponse(html, status_code=status, headers=ADMIN_HEADERS)
     set_session_cookie(request, response, session)
@@ -143,7 +144,7 @@ def overview(request: Request, session: Admin, svar: str = "", q: str = "") -> H
     answer = svar if svar in ANSWERS else ""
     search = q.strip()[:100]
     event = _event(request)
-    with request.app.state.store.session() as db:
+    with runtime(request).store.session() as db:
         status = event_status(db, event)
         people, matched = admin_data.delegates(db, answer or None, search)
     return _page(
@@ -161,7 +162,7 @@ def overview(request: Request, session: Admin, svar: str = "", q: str = "") -> H
 @router.get("/plan", response_class=HTMLResponse)
 def plan_page(request: Request, session: Admin) -> HTMLResponse:
     event = _event(request)
-    with request.app.state.store.session() as db:
+    with runtime(request).store.session() as db:
         status = event_status(db, event)
         groups = admin_data.timeline(db, event)
     return _page(request, "admin_plan.html", session, status=status, groups=groups)
@@ -169,7 +170,7 @@ def plan_page(request: Request, session: Admin) -> HTMLResponse:
 
 @router.get("/delegates/{delegate_id}", response_class=HTMLResponse)
 def delegate_page(request: Request, session: Admin, delegate_id: str) -> HTMLResponse:
-    with request.app.state.store.session() as db:
+    with runtime(request).store.session() as db:
         history = admin_data.history(db, delegate_id)
     if history is None:
         return _page(request, "admin_missing.html", session, 404, what=f"deltagaren {delegate_id}")
@@ -182,9 +183,9 @@ def delegate_page(request: Request, session: Admin, delegate_id: str) -> HTMLRes
 @router.get("/failures", response_class=HTMLResponse)
 def failures_page(request: Request, session: Admin, retried: int = 0, refused: int = 0) -> HTMLResponse:
     event = _event(request)
-    with request.app.state.store.session() as db:
+    with runtime(request).store.session() as db:
         rows = admin_data.failures(db, event)
-    now = request.app.state.clock()
+    now = runtime(request).clock()
     return _page(
         request, "admin_failures.html", session, rows=rows, now=now, retried=retried, refused=refused
     )
@@ -192,15 +193,15 @@ def failures_page(request: Request, session: Admin, retried: int = 0, refused: i
 
 @router.post("/failures/{row_id}/retry")
 def retry(request: Request, _session: AdminPost, row_id: int) -> Response:
-    with request.app.state.store.session() as db:
-        moved = retry_failed(db, row_id, request.app.state.clock())
+    with runtime(request).store.session() as db:
+        moved = ledger.retry_failed(db, row_id, runtime(request).clock())
     # Post/redirect/get: a reload of the result page must not post again.
     return RedirectResponse(f"/admin/failures?{'retried' if moved else 'refused'}={row_id}", 303)
 
 
 @router.get("/replies", response_class=HTMLResponse)
 def replies_page(request: Request, session: Admin) -> HTMLResponse:
-    with request.app.state.store.session() as db:
+    with runtime(request).store.session() as db:
         rows = admin_data.unread_replies(db)
     return _page(request, "admin_replies.html", session, rows=rows)
 
@@ -210,14 +211,14 @@ def replies_page(request: Request, session: Admin) -> HTMLResponse:
 
 @router.get("/survey", response_class=HTMLResponse)
 def survey_page(request: Request, session: Admin) -> HTMLResponse:
-    with request.app.state.store.session() as db:
+    with runtime(request).store.session() as db:
         report = survey_report(db, _event(request))
     return _page(request, "admin_survey.html", session, report=report)
 
 
 @router.get("/survey.png")
 def survey_chart(request: Request, _session: Admin) -> Response:
-    with request.app.state.store.session() as db:
+    with runtime(request).store.session() as db:
         report = survey_report(db, _event(request))
     with tempfile.TemporaryDirectory() as folder:
         png = write_chart(report, Path(folder) / "survey.png").read_bytes()
@@ -248,12 +249,12 @@ def broadcast_form(request: Request, session: Admin) -> HTMLResponse:
 
 @router.post("/broadcast/preview", response_class=HTMLResponse)
 def broadcast_preview(request: Request, session: AdminPost, form: BroadcastFields) -> HTMLResponse:
-    state, event = request.app.state, _event(request)
+    rt, event = runtime(request), _event(request)
     try:
         wanted = _request(form, event)
-        with state.store.session() as db:
-            preview = preview_broadcast(db, event, _message_env(request), state.settings, wanted)
-            earlier = states_of(db, event.event.id, f"broadcast:{preview.broadcast_id}")
+        with rt.store.session() as db:
+            preview = preview_broadcast(db, event, _message_env(request), rt.settings, wanted)
+            earlier = ledger.states_of(db, event.event.id, f"broadcast:{preview.broadcast_id}")
     except BroadcastError as e:
         return _broadcast_form(request, session, form, str(e))
     people = len({d for d, _ in preview.recipients})
@@ -266,12 +267,12 @@ def broadcast_preview(request: Request, session: AdminPost, form: BroadcastField
 def broadcast_send(
     request: Request, session: AdminPost, form: BroadcastFields, again: Annotated[str, Form()] = ""
 ) -> Response:
-    state, event = request.app.state, _event(request)
+    rt, event = runtime(request), _event(request)
     try:
         wanted = _request(form, event)
-        with state.store.session() as db:
+        with rt.store.session() as db:
             created = create_broadcast(
-                db, event, _message_env(request), state.settings, wanted, state.clock(), again=bool(again)
+                db, event, _message_env(request), rt.settings, wanted, rt.clock(), again=bool(again)
             )
     except BroadcastError as e:
         return _broadcast_form(request, session, form, str(e))
@@ -281,8 +282,8 @@ def broadcast_send(
 @router.get("/broadcasts/{broadcast_id}", response_class=HTMLResponse)
 def broadcast_result(request: Request, session: Admin, broadcast_id: str, nya: int = -1) -> HTMLResponse:
     event = _event(request)
-    with request.app.state.store.session() as db:
-        counts = states_of(db, event.event.id, f"broadcast:{broadcast_id}")
+    with runtime(request).store.session() as db:
+        counts = ledger.states_of(db, event.event.id, f"broadcast:{broadcast_id}")
     if not counts:
         return _page(request, "admin_missing.html", session, 404, what=f"utskicket {broadcast_id}")
     return _page(request, "admin_broadcast_result.html", session, id=broadcast_id, counts=counts, new=nya)
@@ -314,19 +315,15 @@ def _broadcast_form(
 
 
 def _message_env(request: Request) -> jinja2.Environment:
-    """The message templates, loaded once per app (jinja2 caches compiled templates in the environment)."""
-    state = request.app.state
-    env = getattr(state, "message_templates", None)
-    if env is None:
-        env = state.message_templates = make_env(Path(state.settings.templates_dir))
-    return env
+    """The message templates, loaded once per runtime (jinja2 caches compiled templates in them)."""
+    return runtime(request).templates
 
 
 # -- rendering ----------------------------------------------------------------------------------
 
 
 def _event(request: Request) -> Event:
-    return request.app.state.event()
+    return runtime(request).event
 
 
 def _page(

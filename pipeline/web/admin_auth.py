@@ -24,6 +24,7 @@ from fastapi import Depends, Form, HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from pipeline.settings import Settings
+from pipeline.web.deps import runtime
 
 COOKIE = "kallelse_admin"
 COOKIE_PATH = "/admin"
@@ -60,7 +61,7 @@ def _serializer(settings: Settings) -> URLSafeTimedSerializer:
 
 def read_session(request: Request) -> AdminSession | None:
     """The request's session, or None when there is none or it is forged, expired or malformed."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = runtime(request).settings
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
@@ -80,7 +81,7 @@ def new_session(logged_in: bool) -> AdminSession:
 
 
 def set_session_cookie(request: Request, response: Response, session: AdminSession) -> None:
-    settings: Settings = request.app.state.settings
+    settings: Settings = runtime(request).settings
     who = _fingerprint(settings) if session.logged_in else ""
     value = _serializer(settings).dumps({"csrf": session.csrf, "who": who})
     response.set_cookie(

@@ -12,16 +12,17 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pipeline.states import ATTENTION_STATES, PENDING_STATES, SENT_STATES, LedgerState
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, RsvpRow, SurveyAnswerRow
 from pipeline.store.people import rsvp_history
 from pipeline.timetable import Event
 
 # The plan's timeline in four parts, each a set of ledger states.
-BUCKETS: dict[str, tuple[str, ...]] = {
-    "upcoming": ("planned", "queued", "sending"),
-    "sent": ("sent", "delivered"),
-    "failed": ("failed", "unknown"),
-    "expired": ("expired", "skipped"),
+BUCKETS: dict[str, tuple[LedgerState, ...]] = {
+    "upcoming": PENDING_STATES,
+    "sent": SENT_STATES,
+    "failed": ATTENTION_STATES,
+    "expired": (LedgerState.EXPIRED, LedgerState.SKIPPED),
 }
 LIST_LIMIT = 500  # a page a phone can still scroll; the CLI's export has everything
 

@@ -23,6 +23,7 @@ from pipeline.render import day, day_span, phone
 from pipeline.store.models import DelegateRow
 from pipeline.store.responses import set_email_opt_out, set_sms_opt_out
 from pipeline.timetable import Event
+from pipeline.web.deps import runtime
 from pipeline.web.texts import PROBLEMS, TEXTS
 
 router = APIRouter()
@@ -72,9 +73,9 @@ def rsvp_answer(request: Request, token: str, answer: Annotated[str, Form()] = "
         return person
     if answer not in ("yes", "no"):
         return _page(request, "rsvp.html", person.lang, 400, person=person, error="rsvp_bad_answer")
-    state = request.app.state
-    with state.store.session() as session:
-        record_web_rsvp(session, person.id, answer, state.clock())
+    rt = runtime(request)
+    with rt.store.session() as session:
+        record_web_rsvp(session, person.id, answer, rt.clock())
     return _page(request, "done.html", person.lang, message=f"rsvp_done_{answer}", again=request.url.path)
 
 
@@ -99,10 +100,10 @@ def _survey_answer(request: Request, token: str, form: dict[str, str]) -> HTMLRe
     person = _person(request, token, "survey", SURVEY_MAX_AGE)
     if isinstance(person, HTMLResponse):
         return person
-    state = request.app.state
+    rt = runtime(request)
     try:
-        with state.store.session() as session:
-            stored = record_web_survey(session, state.event(), person.id, form, state.clock())
+        with rt.store.session() as session:
+            stored = record_web_survey(session, rt.event, person.id, form, rt.clock())
     except InvalidSurvey as e:
         return _survey_again(request, person, form, "survey_invalid", e.questions)
     if not stored:
@@ -134,10 +135,10 @@ def optout_confirm(request: Request, token: str) -> HTMLResponse:
     person = _person(request, token, "optout", OPTOUT_MAX_AGE)
     if isinstance(person, HTMLResponse):
         return person
-    state = request.app.state
-    with state.store.session() as session:
-        set_email_opt_out(session, person.id, True, state.clock())
-        set_sms_opt_out(session, person.id, True, state.clock())
+    rt = runtime(request)
+    with rt.store.session() as session:
+        set_email_opt_out(session, person.id, True, rt.clock())
+        set_sms_opt_out(session, person.id, True, rt.clock())
     return _page(request, "done.html", person.lang, message="optout_done", again=None)
 
 
@@ -146,12 +147,12 @@ def optout_confirm(request: Request, token: str) -> HTMLResponse:
 
 def _person(request: Request, token: str, purpose: str, max_age: int) -> Person | HTMLResponse:
     """The delegate a link is for, or the page to show instead."""
-    state = request.app.state
+    rt = runtime(request)
     try:
         delegate_id = read_link(request, token, purpose, max_age)
     except InvalidLink as e:
         return _problem(request, e.reason, 410 if e.reason == "expired" else 400)
-    with state.store.session() as session:
+    with rt.store.session() as session:
         row = session.get(DelegateRow, delegate_id)
         if row is None:
             return _problem(request, "unknown", 404)
@@ -164,18 +165,18 @@ def _person(request: Request, token: str, purpose: str, max_age: int) -> Person 
 def read_link(request: Request, token: str, purpose: str, max_age: int) -> str:
     """Read a token as of the app's clock. The signer measures age on the real clock, so the difference
     between the two moves the limit: a test clock 61 days ahead sees a 60-day link as expired."""
-    state = request.app.state
-    skew = (state.clock() - datetime.now(UTC)).total_seconds()
-    return str(state.signer.read(token, purpose, int(max_age - skew)))
+    rt = runtime(request)
+    skew = (rt.clock() - datetime.now(UTC)).total_seconds()
+    return str(rt.signer.read(token, purpose, int(max_age - skew)))
 
 
 def _problem(request: Request, reason: str, status: int) -> HTMLResponse:
-    names = {code: request.app.state.event().event.name(code) for code in ("sv", "en")}
+    names = {code: runtime(request).event.event.name(code) for code in ("sv", "en")}
     return _page(request, "problem.html", "sv", status, problem=PROBLEMS[reason], names=names)
 
 
 def _page(request: Request, name: str, lang: str, status: int = 200, **context: Any) -> HTMLResponse:
-    event: Event = request.app.state.event()
+    event: Event = runtime(request).event
     context.setdefault("error", None)
     html = templates.get_template(name).render(
         lang=lang, t=TEXTS[lang], texts=TEXTS, ev=_event_view(event, lang), contact=_contact(event), **context

@@ -8,24 +8,24 @@ import threading
 
 import uvicorn
 
-from pipeline.settings import Settings
+from pipeline.runtime import Runtime
 from pipeline.web.app import create_app
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"  # behind a reverse proxy; a platform that routes to the process wants 0.0.0.0
 
 
-def _config(settings: Settings, host: str | None) -> uvicorn.Config:
-    host = host or settings.web_host or DEFAULT_HOST
+def _config(rt: Runtime, host: str | None) -> uvicorn.Config:
+    host = host or rt.settings.web_host or DEFAULT_HOST
     # log_level "warning" also keeps uvicorn's access log (which shows /r/<token> paths) quiet.
-    return uvicorn.Config(create_app(settings), host=host, port=settings.port, log_level="warning")
+    return uvicorn.Config(create_app(rt), host=host, port=rt.settings.port, log_level="warning")
 
 
 class WebServer:
     """uvicorn in a thread. `start()` returns once it listens; `stop()` lets requests in flight finish."""
 
-    def __init__(self, settings: Settings, host: str | None = None):
-        self._server = uvicorn.Server(_config(settings, host))
+    def __init__(self, rt: Runtime, host: str | None = None):
+        self._server = uvicorn.Server(_config(rt, host))
         self._thread = threading.Thread(target=self._server.run, name="kallelse-web", daemon=True)
 
     def start(self, timeout: float = 10.0) -> None:
@@ -49,8 +49,8 @@ class WebServer:
         return f"http://{config.host}:{config.port}"
 
 
-def serve(settings: Settings, host: str | None = None) -> None:
+def serve(rt: Runtime, host: str | None = None) -> None:
     """Run the web app in the foreground until Ctrl-C or SIGTERM (uvicorn handles the signals)."""
-    config = _config(settings, host)
+    config = _config(rt, host)
     log.warning("web app listening on http://%s:%d", config.host, config.port)
     uvicorn.Server(config).run()

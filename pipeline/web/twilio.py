@@ -16,6 +16,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from pipeline.inbound import InboundResult, clean_text, handle_sms
 from pipeline.store.responses import apply_status, delegate_by_phone, record_inbound
+from pipeline.web.deps import runtime
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio")
@@ -26,7 +27,7 @@ RECEIVED = "Tack, vi har tagit emot ditt meddelande. / Thank you, we have receiv
 
 async def verified_form(request: Request) -> FormData:
     """The POSTed form, if Twilio signed it with our auth token; else 403 (also with no token set)."""
-    token = request.app.state.settings.twilio_auth_token.get_secret_value()
+    token = runtime(request).settings.twilio_auth_token.get_secret_value()
     signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not signature:
         raise HTTPException(403, "missing Twilio signature" if token else "TWILIO_AUTH_TOKEN is not set")
@@ -41,7 +42,7 @@ async def verified_form(request: Request) -> FormData:
 
 def signed_url(request: Request) -> str:
     """The URL Twilio signed: the public one configured in Twilio, not the one this process sees."""
-    url = request.app.state.settings.public_url.rstrip("/") + request.url.path
+    url = runtime(request).settings.public_url.rstrip("/") + request.url.path
     return f"{url}?{request.url.query}" if request.url.query else url
 
 
@@ -61,17 +62,15 @@ async def inbound_sms(request: Request) -> Response:
 
 
 def _handle(request: Request, sender: str, body: str, sid: str) -> InboundResult:
-    state = request.app.state
-    with state.store.session() as session:
-        return handle_sms(
-            session, state.event(), sender=sender, body=body, message_sid=sid, now=state.clock()
-        )
+    rt = runtime(request)
+    with rt.store.session() as session:
+        return handle_sms(session, rt.event, sender=sender, body=body, message_sid=sid, now=rt.clock())
 
 
 def _store_unread(request: Request, sender: str, body: str, sid: str) -> InboundResult:
-    state = request.app.state
+    rt = runtime(request)
     sender, body = clean_text(sender)[:254], clean_text(body)
-    with state.store.session() as session:
+    with rt.store.session() as session:
         delegate = delegate_by_phone(session, sender)
         stored = record_inbound(
             session,
@@ -83,7 +82,7 @@ def _store_unread(request: Request, sender: str, body: str, sid: str) -> Inbound
             context="none",
             kind="unknown",
             value=None,
-            now=state.clock(),
+            now=rt.clock(),
         )
     return InboundResult(RECEIVED if stored else None, "unknown", duplicate=not stored)
 
@@ -108,7 +107,7 @@ async def delivery_status(request: Request) -> Response:
 
 
 def _apply_status(request: Request, sid: str, status: str, code: str | None) -> None:
-    state = request.app.state
-    with state.store.session() as session:
-        moved = apply_status(session, sid, status, code, state.clock())
+    rt = runtime(request)
+    with rt.store.session() as session:
+        moved = apply_status(session, sid, status, code, rt.clock())
     log.info("status %s for %s: %s", status, sid, f"now {moved}" if moved else "no change")

@@ -1,7 +1,7 @@
-"""Dramatiq actors: thin wrappers; the logic lives in pipeline.delivery.
+"""The dramatiq actor: a thin wrapper; what it does lives in `sending.worker`.
 
-`declare(runtime, broker)` binds the actors to a broker and to the runtime they deliver with. Messages
-carry ledger ids only.
+`declare(runtime, broker)` binds the `deliver` actor to a broker and to the runtime it sends with (a
+closure, not a module global: each process, and each test, binds its own). Messages carry ledger ids only.
 """
 
 from __future__ import annotations
@@ -13,41 +13,38 @@ from dataclasses import dataclass
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from pipeline import delivery
-from pipeline.broker import middleware
 from pipeline.runtime import Runtime
+from pipeline.sending.broker import middleware
+from pipeline.sending.worker import RetryLater, send_row
 
 QUEUE = "deliver"
-_runtime: Runtime | None = None
-
-
-def _deliver(row_id: int) -> None:
-    assert _runtime is not None, "pipeline.actors.declare() was not called"
-    try:
-        delivery.deliver(_runtime, row_id)
-    except delivery.RetryLater as e:
-        raise dramatiq.Retry(str(e), delay=e.delay_ms) from None
+ACTOR_NAME = "deliver"  # what the broker's messages name: keep it, or queued messages lose their actor
 
 
 def declare(runtime: Runtime, broker: dramatiq.Broker) -> dramatiq.Actor:
     """Bind the `deliver` actor. Our own attempt counter (MAX_ATTEMPTS) decides when to give up; dramatiq's
     max_retries is only a backstop above it."""
-    global _runtime
-    _runtime = runtime
+
+    def deliver(row_id: int) -> None:
+        try:
+            send_row(runtime, row_id)
+        except RetryLater as e:
+            raise dramatiq.Retry(str(e), delay=e.delay_ms) from None
+
     return dramatiq.actor(
-        actor_name="deliver",
+        actor_name=ACTOR_NAME,
         queue_name=QUEUE,
         broker=broker,
         max_retries=runtime.settings.max_attempts + 2,
         min_backoff=runtime.settings.retry_min_backoff_ms,
         max_backoff=runtime.settings.retry_max_backoff_ms,
-    )(_deliver)
+    )(deliver)
 
 
 @dataclass(frozen=True)
 class InProcess:
     broker: StubBroker
-    deliver: dramatiq.Actor
+    actor: dramatiq.Actor  # the bound `deliver` actor: `actor.send(row_id)`
     worker: dramatiq.Worker
 
     def drain(self) -> None:
@@ -62,11 +59,11 @@ def in_process_workers(runtime: Runtime, threads: int = 4) -> Iterator[InProcess
     broker = StubBroker(middleware=middleware(), fail_fast_default=False)
     broker.emit_after("process_boot")
     dramatiq.set_broker(broker)
-    deliver = declare(runtime, broker)
+    actor = declare(runtime, broker)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)
     worker.start()
     try:
-        yield InProcess(broker, deliver, worker)
+        yield InProcess(broker, actor, worker)
     finally:
         worker.stop()
         broker.close()

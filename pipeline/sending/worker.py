@@ -1,6 +1,7 @@
-"""Deliver one ledger row: claim it, render, hand it to its channel, record the outcome.
+"""What a worker does with one ledger row (`send_row`): claim it, render, hand it to its channel, record
+the outcome.
 
-Plain functions of a `Runtime`; the dramatiq actor in pipeline.actors is a thin wrapper. The order is what
+Plain functions of a `Runtime`; the dramatiq actor in `sending.actors` is a thin wrapper. The order is what
 makes a message go out at most once: the claim (queued → sending, compare-and-set) commits before the
 provider is called, and the provider's id is recorded after. A crash between the two leaves the row in
 `sending`, which the scheduler turns into `unknown` for reconciliation instead of resending blindly.
@@ -14,14 +15,16 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pipeline.channels.base import EmailMessage, SmsMessage
-from pipeline.errors import MAYBE_SENT_CODES, PermanentDeliveryError, TransientDeliveryError
+from pipeline.channels.base import EmailMessage, FindsSent, SmsMessage
+from pipeline.errors import PermanentDeliveryError, TransientDeliveryError
 from pipeline.runtime import Runtime
+from pipeline.states import LedgerState
 from pipeline.store import ledger
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import load_delegates
 
 log = logging.getLogger(__name__)
+S = LedgerState
 
 # Templates whose emails carry the event as a calendar entry.
 ICS_TEMPLATES = frozenset({"invitation", "change_notice"})
@@ -35,9 +38,12 @@ class RetryLater(Exception):
         super().__init__(reason)
 
 
+NOT_CLAIMED = "not-claimed"  # another worker has the row, or it is done: nothing happened here
+
+
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # sent | failed | expired | skipped | not-claimed
+    state: str  # the LedgerState the row ended in, or NOT_CLAIMED
     detail: str = ""
 
 
@@ -47,67 +53,67 @@ def backoff_ms(attempt: int, minimum: int, maximum: int, rng: random.Random | No
     return int(ceiling * (0.5 + 0.5 * (rng or random).random()))
 
 
-def deliver(rt: Runtime, row_id: int) -> Outcome:
+def send_row(rt: Runtime, row_id: int) -> Outcome:
+    """Send ledger row `row_id` once, if this worker wins the claim; record how it ended."""
     now = rt.clock()
     with rt.store.session() as session:
         row = ledger.claim(session, row_id, now)
         if row is None:
-            return Outcome("not-claimed")
+            return Outcome(NOT_CLAIMED)
         delegates = load_delegates(session, [row.delegate_id])
     if row.expires_at is not None and now >= row.expires_at:
-        return _finish(rt, row, "expired", "its validity ended before a worker reached it")
+        return _finish(rt, row, S.EXPIRED, "its validity ended before a worker reached it")
     if not delegates:
-        return _finish(rt, row, "skipped", "the delegate was removed")
+        return _finish(rt, row, S.SKIPPED, "the delegate was removed")
     delegate = delegates[0]
     if row.channel == "sms" and delegate.sms_opt_out:
-        return _finish(rt, row, "skipped", "opted out of SMS")
+        return _finish(rt, row, S.SKIPPED, "opted out of SMS")
     if row.channel == "email" and delegate.email_opt_out:
-        return _finish(rt, row, "skipped", "opted out of email")
+        return _finish(rt, row, S.SKIPPED, "opted out of email")
     try:
         message = build_message(rt, row, delegate)
     except Exception as e:  # a template, rule or data problem: retrying cannot help
         log.exception("cannot render %s", row.key)
-        return _finish(rt, row, "failed", f"cannot render: {e}")
+        return _finish(rt, row, S.FAILED, f"cannot render: {e}")
     try:
         if isinstance(message, SmsMessage):
             receipt = rt.sms_channel().send(message)
         else:
             receipt = rt.email_channel().send(message)
     except PermanentDeliveryError as e:
-        return _finish(rt, row, "failed", str(e), e.code)
+        return _finish(rt, row, S.FAILED, str(e), e.code)
     except TransientDeliveryError as e:
-        if e.code in MAYBE_SENT_CODES:
+        if e.maybe_sent:
             return _reconcile(rt, row, message, e)
         return _retry_or_fail(rt, row, e)
     with rt.store.session() as session:
         ledger.mark_sent(session, row.id, receipt.provider_id, rt.clock())
     log.info("sent %s %s (%s)", row.channel, row.key, receipt.provider_id)
-    return Outcome("sent", receipt.provider_id)
+    return Outcome(S.SENT, receipt.provider_id)
 
 
 def _reconcile(rt: Runtime, row: LedgerRow, message, error: TransientDeliveryError) -> Outcome:
     """The provider may have taken the message before the connection failed: ask it before resending."""
     channel = rt.sms_channel() if row.channel == "sms" else rt.email_channel()
-    find_sent = getattr(channel, "find_sent", None)
-    if find_sent is None or row.sending_at is None:
-        return _finish(rt, row, "unknown", f"{error}; cannot ask the provider, check before resending")
+    if not isinstance(channel, FindsSent) or row.sending_at is None:
+        return _finish(rt, row, S.UNKNOWN, f"{error}; cannot ask the provider, check before resending")
     try:
-        provider_id = find_sent(message, row.sending_at)
+        provider_id = channel.find_sent(message, row.sending_at)
     except TransientDeliveryError:
         return _finish(
-            rt, row, "unknown", f"{error}; the provider could not be asked, check before resending"
+            rt, row, S.UNKNOWN, f"{error}; the provider could not be asked, check before resending"
         )
     if provider_id is None:
         return _retry_or_fail(rt, row, error)  # confirmed not there: resending is safe
     with rt.store.session() as session:
         ledger.mark_sent(session, row.id, provider_id, rt.clock())
     log.info("reconciled %s: the provider had it as %s", row.key, provider_id)
-    return Outcome("sent", provider_id)
+    return Outcome(S.SENT, provider_id)
 
 
 def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -> Outcome:
     if row.attempts >= rt.settings.max_attempts:
-        return _finish(rt, row, "failed", f"gave up after {row.attempts} attempts: {error}", error.code)
+        return _finish(rt, row, S.FAILED, f"gave up after {row.attempts} attempts: {error}", error.code)
     delay = backoff_ms(row.attempts, rt.settings.retry_min_backoff_ms, rt.settings.retry_max_backoff_ms)
     now = rt.clock()
     with rt.store.session() as session:
@@ -116,14 +122,14 @@ def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -
     raise RetryLater(delay, str(error))
 
 
-def _finish(rt: Runtime, row: LedgerRow, state: str, reason: str, code: str | None = None) -> Outcome:
+def _finish(rt: Runtime, row: LedgerRow, state: LedgerState, reason: str, code: str | None = None) -> Outcome:
     now = rt.clock()
     with rt.store.session() as session:
-        if state == "failed":
+        if state == S.FAILED:
             ledger.mark_failed(session, row.id, reason, code, now)
-        elif state == "unknown":
+        elif state == S.UNKNOWN:
             ledger.mark_unknown(session, row.id, reason, now)
-        elif state == "expired":
+        elif state == S.EXPIRED:
             ledger.mark_expired(session, row.id, reason, now)
         else:
             ledger.mark_skipped(session, row.id, reason, now)

@@ -1,6 +1,6 @@
 """Build the dramatiq broker from settings: Redis, RabbitMQ, or an in-process broker.
 
-Import and call `make_broker` before declaring actors (pipeline.actors does it for you).
+Call `make_broker` before declaring actors (`sending.actors.declare` takes the broker it returns).
 """
 
 from __future__ import annotations

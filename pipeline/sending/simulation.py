@@ -14,15 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
-
-from pipeline import actors
 from pipeline.delegates import Delegate
 from pipeline.runtime import Runtime
-from pipeline.scheduler import replan, tick
+from pipeline.sending import actors
+from pipeline.sending.scheduler import replan, tick
 from pipeline.settings import Settings
+from pipeline.states import LedgerState
 from pipeline.store import ledger, open_store
-from pipeline.store.models import LedgerRow
 from pipeline.store.people import upsert_delegates
 
 Progress = Callable[[int, int], None]  # (handled so far, total)
@@ -112,18 +110,15 @@ def _run(rt: Runtime, clock: VirtualClock, until: datetime | None, progress: Pro
             if due is None or (until is not None and due > until):
                 break
             clock.set(due)
-            tick(rt, clock(), workers.deliver.send)
+            tick(rt, clock(), workers.actor.send)
             workers.drain()
             if progress:
-                progress(total - _count(rt, "planned"), total)
+                progress(total - _count(rt, LedgerState.PLANNED), total)
 
 
-def _count(rt: Runtime, state: str | None) -> int:
-    query = select(func.count()).select_from(LedgerRow)
-    if state:
-        query = query.where(LedgerRow.state == state)
+def _count(rt: Runtime, state: LedgerState | None) -> int:
     with rt.store.session() as session:
-        return session.scalar(query) or 0
+        return ledger.count_rows(session, state)
 
 
 def _report(rt: Runtime, end: datetime, start: datetime, until: datetime | None) -> Report:
@@ -131,15 +126,13 @@ def _report(rt: Runtime, end: datetime, start: datetime, until: datetime | None)
     by_rule: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     reasons: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     totals: dict[str, int] = defaultdict(int)
-    query = select(
-        LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason, func.count()
-    ).group_by(LedgerRow.rule, LedgerRow.channel, LedgerRow.state, LedgerRow.reason)
     with rt.store.session() as session:
-        for rule, channel, state, reason, n in session.execute(query):
-            by_rule[(rule, channel)][state] += n
-            totals[state] += n
-            if state != "sent" and reason:
-                reasons[(rule, channel, state)][reason] += n
+        counts = ledger.counts_with_reasons(session)
+    for rule, channel, state, reason, n in counts:
+        by_rule[(rule, channel)][state] += n
+        totals[state] += n
+        if state != LedgerState.SENT and reason:
+            reasons[(rule, channel, state)][reason] += n
     report.totals = dict(totals)
     report.by_rule = {k: dict(v) for k, v in by_rule.items()}
     report.reasons = {k: dict(v) for k, v in reasons.items()}

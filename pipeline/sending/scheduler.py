@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[int], object]
 MAX_SLEEP = 1.0  # seconds: the longest a due message waits for the scheduler to notice it
-SENDING_GRACE = timedelta(minutes=10)
-REPLAN_CHUNK = 5000  # delegates per re-plan step  # longer than any provider call with its timeout
+SENDING_GRACE = timedelta(minutes=10)  # longer than any provider call with its timeout
+REPLAN_CHUNK = 5000  # delegates per re-plan step
 
 
 @dataclass

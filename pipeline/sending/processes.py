@@ -6,14 +6,15 @@ import logging
 import multiprocessing
 import signal
 import threading
+from typing import Protocol
 
 import dramatiq
 
-from pipeline import actors
-from pipeline.broker import is_in_process, make_broker
 from pipeline.errors import ConfigError
 from pipeline.runtime import Runtime
-from pipeline.scheduler import Scheduler
+from pipeline.sending import actors
+from pipeline.sending.broker import is_in_process, make_broker
+from pipeline.sending.scheduler import Scheduler
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,9 @@ def _require_broker(settings: Settings, what: str) -> None:
         )
 
 
-def run_scheduler(settings: Settings) -> None:
-    _require_broker(settings, "scheduler")
-    broker = make_broker(settings)
-    rt = Runtime(settings)
+def run_scheduler(rt: Runtime) -> None:
+    _require_broker(rt.settings, "scheduler")
+    broker = make_broker(rt.settings)
     deliver = actors.declare(rt, broker)
     scheduler = Scheduler(rt, deliver.send)
     _stop_on_signals(scheduler.stop)
@@ -38,6 +38,7 @@ def run_scheduler(settings: Settings) -> None:
 
 
 def run_worker_process(settings: Settings, threads: int) -> None:
+    """One worker process; under `run_workers` a spawned child, so it builds its own Runtime."""
     broker = make_broker(settings)
     rt = Runtime(settings)
     actors.declare(rt, broker)
@@ -73,20 +74,25 @@ def run_workers(settings: Settings, processes: int, threads: int) -> None:
         child.join()
 
 
-def run_all(settings: Settings, *, web: bool = True) -> None:
-    """Scheduler and workers (and the web app) in one process, on the embedded defaults."""
-    broker = make_broker(settings)
-    rt = Runtime(settings)
+class Service(Protocol):
+    """Something that runs beside the scheduler in `kallelse run` (the web server)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def run_all(rt: Runtime, beside: Service | None = None) -> None:
+    """Scheduler and workers (and `beside`, the web app) in one process, on the embedded defaults."""
+    broker = make_broker(rt.settings)
     deliver = actors.declare(rt, broker)
     broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, queues={actors.QUEUE}, worker_threads=settings.worker_threads)
+    worker = dramatiq.Worker(broker, queues={actors.QUEUE}, worker_threads=rt.settings.worker_threads)
     worker.start()
     scheduler = Scheduler(rt, deliver.send)
-    server = _web_server(settings) if web else None
-    stoppers = [scheduler.stop] + ([server.stop] if server else [])
+    stoppers = [scheduler.stop] + ([beside.stop] if beside else [])
     _stop_on_signals(lambda: [stop() for stop in stoppers])
-    if server:
-        server.start()
+    if beside:
+        beside.start()
     where = "in-process broker" if is_in_process(broker) else "shared broker"
     log.warning("kallelse is running (%s); Ctrl-C stops it", where)
     try:
@@ -94,14 +100,6 @@ def run_all(settings: Settings, *, web: bool = True) -> None:
     finally:
         worker.stop()
         broker.close()
-
-
-def _web_server(settings: Settings):
-    try:
-        from pipeline.web.server import WebServer
-    except ImportError:  # the web app is optional for a laptop run
-        return None
-    return WebServer(settings)
 
 
 def _stop_on_signals(stop) -> None:

@@ -1,0 +1,61 @@
+"""Send one batch of ledger rows now: a broadcast or the change notices of one `kallelse apply`.
+
+The rows go through the same ledger states and the same `deliver` actor as everything else. Only the
+batch's own rows are queued (planned → queued, compare-and-set): an organiser's broadcast must not also
+push out whatever else happens to be overdue while no scheduler runs.
+
+With a broker (`BROKER_URL`) the ids are enqueued and the workers deliver them (`enqueue_batch`); without
+one, dramatiq worker threads on an in-process broker deliver them before `send_batch_now` returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pipeline.runtime import Runtime
+from pipeline.sending import actors
+from pipeline.sending.broker import make_broker
+from pipeline.states import PENDING_STATES
+from pipeline.store import ledger
+
+Progress = Callable[[int, int], None]  # (done so far, total)
+POLL_SECONDS = 0.05
+
+
+def enqueue_batch(rt: Runtime, event_id: str, rule: str) -> int:
+    """Queue the batch and hand the ids to the configured broker; workers elsewhere deliver them."""
+    with rt.store.session() as session:
+        ids = ledger.queue_rule(session, event_id, rule, rt.clock())
+    broker = make_broker(rt.settings)
+    try:
+        deliver = actors.declare(rt, broker)
+        for row_id in ids:
+            deliver.send(row_id)
+    finally:
+        broker.close()
+    return len(ids)
+
+
+def send_batch_now(rt: Runtime, event_id: str, rule: str, progress: Progress | None = None) -> dict[str, int]:
+    """Queue the batch and deliver it with in-process workers; return the batch's final states."""
+    with rt.store.session() as session:
+        ids = ledger.queue_rule(session, event_id, rule, rt.clock())
+    with actors.in_process_workers(rt) as workers:
+        for row_id in ids:
+            workers.actor.send(row_id)
+        return _wait(rt, event_id, rule, progress)
+
+
+def _wait(rt: Runtime, event_id: str, rule: str, progress: Progress | None) -> dict[str, int]:
+    # The ledger, not the broker, says when a row is done: a retry puts it back to `queued` for a while.
+    while True:
+        with rt.store.session() as session:
+            states = ledger.states_of(session, event_id, rule)
+        total = sum(states.values())
+        pending = sum(states.get(s, 0) for s in PENDING_STATES)
+        if progress:
+            progress(total - pending, total)
+        if not pending:
+            return states
+        time.sleep(POLL_SECONDS)

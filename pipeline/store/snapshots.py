@@ -1,0 +1,20 @@
+"""The event file as applied: the baseline `kallelse apply` measures changes against."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.store.models import AppliedEventRow
+
+
+def latest_snapshot(session: Session, event_id: str) -> AppliedEventRow | None:
+    query = select(AppliedEventRow).where(AppliedEventRow.event_id == event_id)
+    return session.scalars(query.order_by(AppliedEventRow.sequence.desc()).limit(1)).first()
+
+
+def store_snapshot(session: Session, event_id: str, text: str, sequence: int, now: datetime) -> None:
+    session.add(AppliedEventRow(event_id=event_id, sequence=sequence, toml=text, applied_at=now))
+    session.flush()
