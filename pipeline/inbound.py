@@ -28,6 +28,7 @@ from pipeline.store.responses import (
     delegate_by_email,
     delegate_by_phone,
     last_question,
+    question_of_mail,
     record_inbound,
     record_survey_answer,
     set_sms_opt_out,
@@ -75,7 +76,7 @@ def handle_sms(
         return _from_unknown_number(session, sender=sender, body=body, message_sid=message_sid, now=now)
     context = last_question(session, delegate.id, {rule.id: rule.template for rule in event.rules})
     reply = interpret(body, context)  # type: ignore[arg-type]  # last_question returns one of the contexts
-    value = None if reply.value is None else str(reply.value)
+    value = None if reply.value is None or reply.kind == "unclear" else str(reply.value)
     stored = record_inbound(
         session,
         channel="sms",
@@ -84,7 +85,7 @@ def handle_sms(
         body=body,
         delegate_id=delegate.id,
         context=context,
-        kind=reply.kind,
+        kind="unknown" if reply.kind == "unclear" else reply.kind,  # the organisers' list shows it
         value=value,
         now=now,
     )
@@ -163,6 +164,8 @@ _ANSWERS = {
         "opt_in": "Välkommen tillbaka! Du får sms från oss igen. Svara STOPP för att avsluta.",
         "help": "Frågor? Kontakta {contact} ({role}), {phone}. Svara STOPP för att inte få fler sms.",
         "unknown": "Tack, vi har tagit emot ditt meddelande.",
+        "unclear": "Hej {name}! Vad svarar du {word} på? Gäller det mötet, svara JAG KOMMER eller "
+        "KOMMER INTE.",
         "how_rsvp": "Kommer du? Svara JA eller NEJ.",
         "how_survey": "Betygsätt mötet: svara med en siffra 1-5.",
         "how_none": "Svara HJÄLP för kontaktuppgifter.",
@@ -175,6 +178,8 @@ _ANSWERS = {
         "opt_in": "Welcome back! You will get our texts again. Reply STOP to opt out.",
         "help": "Questions? Contact {contact} ({role}), {phone}. Reply STOP to get no more texts.",
         "unknown": "Thank you, we have received your message.",
+        "unclear": "Hi {name}! What does your {word} answer? If it is the meeting, reply I'LL BE THERE or "
+        "CAN'T COME.",
         "how_rsvp": "Are you coming? Reply YES or NO.",
         "how_survey": "Rate the meeting: reply with a digit 1-5.",
         "how_none": "Reply HELP for contact details.",
@@ -196,6 +201,9 @@ def _sms_answer(
         text = texts["help"].format(contact=duty.name, role=duty.role(lang), phone=phone(duty.phone, lang))
     elif reply.kind == "unknown":
         text = f"{texts['unknown']} {texts['how_' + context]}"
+    elif reply.kind == "unclear":  # a bare JA/NEJ with nothing asked: ask what it answers
+        word = {"sv": {"yes": "ja", "no": "nej"}, "en": {"yes": "yes", "no": "no"}}[lang][str(reply.value)]
+        text = texts["unclear"].format(name=_first_name(delegate.name), word=word)
     else:
         text = texts[reply.kind].format(value=reply.value)
     return gsm_friendly(text)
@@ -211,12 +219,14 @@ def _first_name(name: str) -> str:
 def handle_email_reply(
     session: Session, event: Event, reply: MailReply, message_id: str, now: datetime
 ) -> InboundResult:
-    """Store a reply e-mail once and record the RSVP it carries. Automatic replies and anything not a
-    clear JA/NEJ are stored for a human (kind "automatic" / "unknown"); nothing is answered by mail."""
+    """Store a reply e-mail once and record the RSVP it carries, read as an answer to the mail it replies
+    to (`mail_context`). Automatic replies and anything not a clear answer are stored for a human (kind
+    "automatic" / "unknown"); nothing is answered by mail."""
     provider_id = (message_id.strip() or _fallback_message_id(reply))[:255]
     delegate = delegate_by_email(session, reply.sender) if reply.sender else None
     body = clean_text(reply.answer_text)
-    meaning = Reply("unknown") if reply.automatic or delegate is None else interpret(body, "rsvp")
+    context = "none" if delegate is None else mail_context(session, event, delegate.id, reply)
+    meaning = Reply("unknown") if reply.automatic or delegate is None else interpret(body, context)  # type: ignore[arg-type]
     kind = "automatic" if reply.automatic else "rsvp" if meaning.kind == "rsvp" else "unknown"
     value = str(meaning.value) if kind == "rsvp" else None
     delegate_id = delegate.id if delegate else None
@@ -227,7 +237,7 @@ def handle_email_reply(
         sender=clean_text(reply.sender or "")[:254],
         body=body,
         delegate_id=delegate_id,
-        context="rsvp",
+        context=context,
         kind=kind,
         value=value,
         now=now,
@@ -236,8 +246,19 @@ def handle_email_reply(
         return InboundResult(None, kind, value, duplicate=True, delegate_id=delegate_id)
     if kind == "rsvp" and delegate_id is not None:
         record_rsvp(session, delegate_id, str(value), "email", now)
-    log.info("e-mail %s from delegate %s read as %s", provider_id, delegate_id, kind)
+    log.info("e-mail %s from delegate %s read as %s in context %s", provider_id, delegate_id, kind, context)
     return InboundResult(None, kind, value, delegate_id=delegate_id)
+
+
+def mail_context(session: Session, event: Event, delegate_id: str, reply: MailReply) -> str:
+    """What the mail a reply answers asked: found by In-Reply-To, then References (newest first). A reply
+    pointing at no mail of ours asked nothing; one with no such headers at all (a fresh mail, a client that
+    drops them) is read against the last email the delegate got, as an SMS is."""
+    templates = {rule.id: rule.template for rule in event.rules}
+    pointers = ([reply.in_reply_to] if reply.in_reply_to else []) + list(reversed(reply.references))
+    if not pointers:
+        return last_question(session, delegate_id, templates, channel="email")
+    return question_of_mail(session, delegate_id, pointers, templates) or "none"
 
 
 def _fallback_message_id(reply: MailReply) -> str:
@@ -255,7 +276,7 @@ def record_web_rsvp(session: Session, delegate_id: str, answer: str, now: dateti
         raise ValueError(f"an RSVP answer is yes or no, not {answer!r}")
     if session.get(DelegateRow, delegate_id) is None:
         raise LookupError(delegate_id)
-    record_rsvp(session, delegate_id, answer, "web", now)
+    record_rsvp(session, delegate_id, answer, "link", now)
     log.info("web rsvp from delegate %s: %s", delegate_id, answer)
 
 

@@ -13,9 +13,14 @@ The order of reading, and why:
      inte", "absolut inte"), doubt ("kanske", "vet inte") or both answers ("ja och nej") give unknown, and
      so does a question ("Kommer det finnas vegetariskt?").
    - "survey": exactly one rating 1–5 on the first line ("4", "betyg 4", "5/5", "fyra", "five").
-   - "none": only a bare JA, NEJ, YES or NO (not "Ja?") counts as an RSVP. Longer texts after an information
-     message are usually about that message ("Nej, jag tar taxi" to the bus text, "👍" as "got it").
-3. Everything else is ("unknown", None), left for the organisers.
+   - "none": a bare JA, NEJ, YES or NO (also "Ja tack", not "Ja?") is ("unclear", "yes"/"no"): the caller
+     asks what it answers instead of guessing. Longer texts after an information message are usually about
+     that message ("Nej, jag tar taxi" to the bus text, "👍" as "got it").
+3. In every context, a sentence that states the answer outright is an RSVP (`statement`): "jag kommer",
+   "kommer inte", "avanmäler mig", "I'll be there", "can't come", with only greetings before ("Ja tack,
+   jag kommer!") and a place after ("till mötet"). "Nej tack, jag åker inte med bussen" states nothing
+   about coming, so it is not one. Doubt anywhere, or two statements that disagree, is no statement.
+4. Everything else is ("unknown", None), left for the organisers.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["rsvp", "rating", "opt_out", "opt_in", "help", "unknown"]
+Kind = Literal["rsvp", "rating", "opt_out", "opt_in", "help", "unclear", "unknown"]
 Context = Literal["rsvp", "survey", "none"]
 
 
@@ -66,6 +71,31 @@ _UNSURE = frozenset(
 _LETTERS = {"y": "yes", "j": "yes", "n": "no"}  # single letters count only as the whole message
 _BARE_RSVP = {"ja": "yes", "yes": "yes", "nej": "no", "no": "no"}
 
+# Statements of the answer (words as `words` makes them, "can't" -> "cant"); see `statement`.
+_STATED_YES = (
+    "jag kommer", "vi kommer", "jag deltar", "vi deltar", "jag kan komma", "jag är med", "jag anmäler mig",
+    "i will be there", "ill be there", "i will come", "ill come", "im coming", "i am coming", "i will attend",
+    "ill attend", "i can come", "count me in",
+)  # fmt: skip
+_STATED_NO = (
+    "jag kommer inte", "kommer inte", "jag kommer ej", "kommer ej", "jag kan inte komma", "kan inte komma",
+    "jag deltar inte", "deltar inte", "jag avanmäler mig", "avanmäler mig", "jag är förhindrad",
+    "jag blir förhindrad", "jag har förhinder", "i cant come", "cant come", "i cannot come", "cannot come",
+    "i wont be there", "i will not be there", "i wont come", "i cant make it", "cant make it",
+    "i cannot attend", "i cant attend", "im not coming", "i am not coming", "not coming", "i will not attend",
+)  # fmt: skip
+_STATEMENTS = {tuple(p.split()): "yes" for p in _STATED_YES} | {tuple(p.split()): "no" for p in _STATED_NO}
+_COURTESY = frozenset(
+    {"tyvärr", "gärna", "tack", "så", "mycket", "unfortunately", "sadly", "thanks", "sorry"}
+)
+_GREETINGS = {"hej": None, "hejsan": None, "hi": None, "hello": None, "eller": None, "men": None, "ja": "yes",
+              "jo": "yes", "yes": "yes", "absolut": "yes", "nej": "no", "nä": "no", "no": "no"}  # fmt: skip
+_PLACES = frozenset(
+    {(), ("dit",), ("då",), ("till", "mötet"), ("på", "mötet"), ("till", "konferensen"),
+     ("på", "konferensen"), ("then",), ("to", "the", "meeting"), ("to", "the", "conference")}
+)  # fmt: skip
+_MAX_SENTENCES = 3
+
 _NUMBER_WORDS = {
     "ett": 1, "etta": 1, "två": 2, "tvåa": 2, "tre": 3, "trea": 3, "fyra": 4, "fem": 5, "femma": 5,
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
@@ -85,11 +115,16 @@ def interpret(text: str, context: Context) -> Reply:
     if keyword is not None:
         return keyword
     if context == "rsvp":
-        return _as_rsvp(_rsvp(text))
+        return _as_rsvp(_rsvp(text) or statement(text))
     if context == "survey":
         rating = _rating(_first_line(text))
-        return UNKNOWN if rating is None else Reply("rating", rating)
-    return _as_rsvp(_BARE_RSVP.get(message[0]) if len(message) == 1 and "?" not in text else None)
+        if rating is not None:
+            return Reply("rating", rating)
+    stated = statement(text)
+    if stated is not None:
+        return Reply("rsvp", stated)
+    bare = _bare_answer(message, text)
+    return Reply("unclear", bare) if bare and context == "none" else UNKNOWN
 
 
 def words(text: str) -> list[str]:
@@ -128,6 +163,42 @@ def _rsvp(text: str) -> str | None:
     if yes == no:  # neither, or both ("ja och nej", "ja, men inte på middagen")
         return None
     return "yes" if yes else "no"
+
+
+def statement(text: str) -> str | None:
+    """ "yes"/"no" when a sentence states the answer outright, in any context; None otherwise."""
+    if any(w in _UNSURE for w in words(text)):
+        return None
+    found = {_stated(sentence) for sentence in _sentences(text)[:_MAX_SENTENCES]} - {None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _stated(sentence: list[str]) -> str | None:
+    kept = [w for w in sentence if w not in _COURTESY]
+    greeted = set()
+    while kept and kept[0] in _GREETINGS:
+        greeted.add(_GREETINGS[kept.pop(0)])
+    for length in range(len(kept), 0, -1):
+        answer = _STATEMENTS.get(tuple(kept[:length]))
+        if answer is not None and tuple(kept[length:]) in _PLACES:
+            return answer if greeted - {None} <= {answer} else None  # "Ja, jag kommer inte": no answer
+    return None
+
+
+def _sentences(text: str) -> list[list[str]]:
+    """The words of each sentence that is not a question."""
+    found, start = [], 0
+    for end in _SENTENCE_END.finditer(text + "\n"):
+        if "?" not in end.group():
+            found.append(words(text[start : end.start()]))
+        start = end.end()
+    return [sentence for sentence in found if sentence]
+
+
+def _bare_answer(message: list[str], text: str) -> str | None:
+    """ "yes"/"no" for a bare JA/NEJ ("Ja tack!" too, not "Ja?")."""
+    kept = [w for w in message if w != "tack"]
+    return _BARE_RSVP.get(kept[0]) if len(kept) == 1 and "?" not in text else None
 
 
 def _first_sentence(text: str) -> tuple[list[str], bool]:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pipeline.channels.mime import message_id
 from pipeline.delegates import Delegate
 from pipeline.inbound import (
     InvalidSurvey,
@@ -23,7 +24,7 @@ from pipeline.planner import plan
 from pipeline.sms import sms_segments
 from pipeline.store import Store, open_store
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, RsvpRow, SurveyAnswerRow
-from pipeline.store.people import load_delegates, upsert_delegates
+from pipeline.store.people import load_delegates, record_rsvp, upsert_delegates
 from pipeline.timetable import Event, load_event
 
 EVENT_FILE = Path(__file__).resolve().parent.parent / "config" / "event.toml"
@@ -44,16 +45,25 @@ def add_delegates(store: Store, *delegates: Delegate) -> None:
         upsert_delegates(session, list(delegates), INVITED_AT - timedelta(days=1))
 
 
-def ask(store: Store, delegate_id: str, rule: str, at: datetime = INVITED_AT, provider_id: str = "") -> None:
-    """Record that `rule`'s SMS went to the delegate: what they reply to next is read in its context."""
+def ask(
+    store: Store,
+    delegate_id: str,
+    rule: str,
+    at: datetime = INVITED_AT,
+    provider_id: str = "",
+    channel: str = "sms",
+) -> str:
+    """Record that `rule`'s message went to the delegate: what they reply to next is read in its context.
+    Returns the ledger key (an email's Message-ID is made from it)."""
+    key = f"sik-2021:{rule}:-:{delegate_id}:{channel}"
     with store.session() as session:
         session.add(
             LedgerRow(
-                key=f"sik-2021:{rule}:-:{delegate_id}:sms",
+                key=key,
                 event_id="sik-2021",
                 rule=rule,
                 delegate_id=delegate_id,
-                channel="sms",
+                channel=channel,
                 due_at=at,
                 state="sent",
                 provider_id=provider_id or f"SM{rule}{delegate_id}",
@@ -62,6 +72,7 @@ def ask(store: Store, delegate_id: str, rule: str, at: datetime = INVITED_AT, pr
                 updated_at=at,
             )
         )
+    return key
 
 
 def delegate(store: Store, delegate_id: str) -> DelegateRow:
@@ -314,11 +325,99 @@ def test_nul_characters_and_lone_surrogates_are_stored_replaced(store, event) ->
     assert result.reply_text is not None
 
 
+def test_a_clear_ja_tack_jag_kommer_counts_from_a_delegate_never_asked_by_sms(store, event) -> None:
+    """Invited by email only, Anna texts "Ja tack, jag kommer!": a yes by SMS, confirmed (issue 9, 2)."""
+    ask(store, "anna", "invitation", channel="email")
+    with store.session() as session:
+        result = sms(session, event, "Ja tack, jag kommer!")
+    assert (result.kind, result.value) == ("rsvp", "yes")
+    assert result.reply_text == "Tack Anna! Vi har noterat att du kommer."
+    assert delegate(store, "anna").rsvp == "yes"
+
+
+def test_a_bare_ja_with_no_question_asked_gets_a_short_sms_asking_what_it_answers(store, event) -> None:
+    """After only the bus text, "Ja" changes no RSVP; it is kept for the organisers and answered with a
+    one-segment question (issue 9, 2)."""
+    ask(store, "anna", "pickup")
+    with store.session() as session:
+        result = sms(session, event, "Ja")
+    assert result.kind == "unclear" and result.reply_text is not None
+    assert result.reply_text.startswith("Hej Anna! Vad svarar du ja på?")
+    assert sms_segments(result.reply_text).segments == 1
+    assert (count(store, RsvpRow), delegate(store, "anna").rsvp) == (0, "none")
+    with store.session() as session:
+        assert session.scalars(select(InboundRow.kind)).one() == "unknown"
+
+
 # -- reply e-mails -------------------------------------------------------------------------------
 
 
-def mail(text: str, sender: str | None = "anna@example.se", automatic: bool = False) -> MailReply:
-    return MailReply(sender=sender, subject="Sv: Inbjudan", automatic=automatic, answer_text=text)
+def mail(
+    text: str,
+    sender: str | None = "anna@example.se",
+    automatic: bool = False,
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
+) -> MailReply:
+    return MailReply(
+        sender=sender,
+        subject="Sv: Inbjudan",
+        automatic=automatic,
+        answer_text=text,
+        in_reply_to=in_reply_to,
+        references=list(references),
+    )
+
+
+def replying_to(store: Store, rule: str, delegate_id: str = "anna") -> str:
+    """The Message-ID of `rule`'s email to the delegate, as the SMTP and outbox channels wrote it."""
+    return message_id(ask(store, delegate_id, rule, channel="email"), "example.org")
+
+
+@pytest.mark.parametrize(
+    "text", ["Nej tack, jag åker inte med bussen. Vi ses vid lunchen!", "Nej, inga frågor. Vi ses!"]
+)
+def test_a_no_in_reply_to_the_practical_email_is_kept_for_the_organisers_not_a_decline(
+    store, event, text
+) -> None:
+    """In-Reply-To names the practical email, which asked nothing: the no is about the bus or questions,
+    stored as unknown for the replies list, and Anna's yes stands (issue 9, 1)."""
+    with store.session() as session:
+        record_rsvp(session, "anna", "yes", "link", NOW)
+    practical = replying_to(store, "practical")
+    with store.session() as session:
+        result = handle_email_reply(session, event, mail(text, in_reply_to=practical), "<r1@x>", NOW)
+    assert (result.kind, result.value) == ("unknown", None)
+    assert delegate(store, "anna").rsvp == "yes"
+    with store.session() as session:
+        assert session.scalars(select(InboundRow.context)).one() == "none"
+
+
+def test_a_nej_in_reply_to_the_invitation_is_a_decline_found_through_references(store, event) -> None:
+    """A client that keeps only References (the invitation last) still points at the RSVP question."""
+    invitation = replying_to(store, "invitation")
+    with store.session() as session:
+        reply = mail("Nej tack.", references=("<other@elsewhere>", invitation))
+        result = handle_email_reply(session, event, reply, "<r2@x>", NOW)
+    assert (result.kind, result.value) == ("rsvp", "no")
+    assert delegate(store, "anna").rsvp == "no"
+
+
+def test_a_reply_to_the_practical_email_that_states_the_answer_still_counts(store, event) -> None:
+    """ "Jag kommer inte" says it outright, whatever mail it answers."""
+    practical = replying_to(store, "practical")
+    with store.session() as session:
+        reply = mail("Jag kommer tyvärr inte.", in_reply_to=practical)
+        result = handle_email_reply(session, event, reply, "<r3@x>", NOW)
+    assert (result.kind, result.value) == ("rsvp", "no")
+
+
+def test_a_reply_pointing_at_no_mail_of_ours_is_no_rsvp_unless_stated(store, event) -> None:
+    """A bare "Ja" in a thread we never sent (a forward) asked nothing we know of: kept for a human."""
+    replying_to(store, "invitation")
+    with store.session() as session:
+        result = handle_email_reply(session, event, mail("Ja", in_reply_to="<abc@x>"), "<r4@x>", NOW)
+    assert result.kind == "unknown"
 
 
 def test_a_reply_mail_with_ja_records_a_yes_by_email(session, event) -> None:
@@ -350,12 +449,15 @@ def test_a_mail_that_is_no_clear_answer_is_left_unknown_for_a_human(
     assert session.scalars(select(InboundRow.kind)).one() == "unknown"
 
 
-def test_the_same_message_id_twice_records_the_rsvp_once(session, event) -> None:
+def test_the_same_message_id_twice_records_the_rsvp_once(store, event) -> None:
     """`kallelse inbox` may see a mail again; the Message-ID makes the second time a duplicate."""
-    handle_email_reply(session, event, mail("Ja"), "<same@x>", NOW)
-    again = handle_email_reply(session, event, mail("Nej"), "<same@x>", NOW)
-    assert again.duplicate
-    assert [h.answer for h in session.scalars(select(RsvpRow))] == ["yes"]
+    replying_to(store, "invitation")  # no threading headers: read against the last email, the invitation
+    with store.session() as session:
+        handle_email_reply(session, event, mail("Ja"), "<same@x>", NOW)
+    with store.session() as session:
+        again = handle_email_reply(session, event, mail("Nej"), "<same@x>", NOW)
+        assert again.duplicate
+        assert [h.answer for h in session.scalars(select(RsvpRow))] == ["yes"]
 
 
 def test_a_mail_without_a_message_id_is_still_stored_only_once(session, event) -> None:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
+from pipeline.channels.mime import message_id as sent_message_id
 from pipeline.delegates import Delegate
 from pipeline.inbox import AUTO, DONE, READ, ImapConfig, InboxError, InboxSummary, check_inbox, message_id
 from pipeline.store import Store, open_store
-from pipeline.store.models import DelegateRow, InboundRow, RsvpRow
+from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, RsvpRow
 from pipeline.store.people import upsert_delegates
 from pipeline.timetable import Event, load_event
 
@@ -38,11 +39,23 @@ def event() -> Event:
     return load_event(EVENT_FILE)
 
 
+def invitation_key(delegate_id: str) -> str:
+    return f"sik-2021:invitation:-:{delegate_id}:email"
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
+    """The delegates, each sent the invitation by email: the mail their replies point at."""
     store = open_store(f"sqlite:///{tmp_path / 'kallelse.sqlite3'}")
     with store.session() as session:
         upsert_delegates(session, DELEGATES, NOW)
+        for d in DELEGATES:
+            session.add(
+                LedgerRow(
+                    key=invitation_key(d.id), event_id="sik-2021", rule="invitation", delegate_id=d.id,
+                    channel="email", due_at=NOW, state="sent", sent_at=NOW, created_at=NOW, updated_at=NOW,
+                )
+            )  # fmt: skip
     yield store
     store.close()
 
@@ -53,7 +66,11 @@ def mail(
     message = EmailMessage(policy=SMTP)
     message["From"], message["To"], message["Subject"] = sender, US, subject
     message["Message-ID"] = msg_id
-    message["In-Reply-To"] = "<invitation.d01@kallelse.example.org>"
+    # A reply points at the invitation we sent its sender (Message-ID made from the ledger key).
+    known = [d.id for d in DELEGATES if d.email and d.email in sender.lower()]
+    message["In-Reply-To"] = (
+        sent_message_id(invitation_key(known[0]), "example.org") if known else "<x@elsewhere>"
+    )
     for name, value in headers.items():
         message[name.replace("_", "-")] = value
     message.set_content(body, charset=charset)

@@ -126,15 +126,47 @@ def test_ratings_are_unknown_outside_a_survey(text: str, context: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("JA", Reply("rsvp", "yes")), ("ja!", Reply("rsvp", "yes")), ("Yes", Reply("rsvp", "yes")),
-        ("NEJ", Reply("rsvp", "no")), ("no.", Reply("rsvp", "no")),
-        ("Nej, jag tar taxi", UNKNOWN), ("👍", UNKNOWN), ("ok", UNKNOWN), ("ja tack", UNKNOWN),
-        ("Y", UNKNOWN), ("kommer inte", UNKNOWN), ("Ja?", UNKNOWN),
+        ("JA", Reply("unclear", "yes")), ("ja!", Reply("unclear", "yes")), ("Yes", Reply("unclear", "yes")),
+        ("ja tack", Reply("unclear", "yes")), ("NEJ", Reply("unclear", "no")),
+        ("no.", Reply("unclear", "no")),
+        ("Nej, jag tar taxi", UNKNOWN), ("👍", UNKNOWN), ("ok", UNKNOWN), ("Y", UNKNOWN), ("Ja?", UNKNOWN),
     ],
 )  # fmt: skip
-def test_only_a_bare_ja_or_nej_is_an_rsvp_when_nothing_was_asked(text: str, expected: Reply) -> None:
-    """Without a question, longer texts are usually about the last information text, not the invitation."""
+def test_a_bare_ja_or_nej_when_nothing_was_asked_is_unclear_not_an_rsvp(text: str, expected: Reply) -> None:
+    """Without a question a bare JA/NEJ answers we do not know what: the caller asks instead of guessing.
+    Longer texts are usually about the last information text, not the invitation."""
     assert interpret(text, "none") == expected
+
+
+STATED = [
+    ("Ja tack, jag kommer!", "yes"), ("jag kommer", "yes"), ("Hej! Jag kommer.", "yes"),
+    ("I'll be there", "yes"), ("I will be there!", "yes"), ("Count me in", "yes"), ("Vi kommer gärna", "yes"),
+    ("kommer inte", "no"), ("Jag kommer tyvärr inte till mötet.", "no"), ("can't come", "no"),
+    ("Sorry, I can't make it", "no"), ("Jag avanmäler mig", "no"), ("Nej tack, jag kommer inte", "no"),
+    ("Hej. Jag är tyvärr förhindrad.", "no"),
+]  # fmt: skip
+NOT_STATED = [
+    "Nej tack, jag åker inte med bussen. Vi ses vid lunchen!", "Nej, inga frågor. Vi ses!",
+    "Ja, jag kommer inte",
+    "jag kommer inte med bussen", "Kanske jag kommer", "Jag kommer. Eller nej, jag kommer inte.",
+    "Kommer du?", "kommer", "Nej, jag tar taxi",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize(("text", "answer"), STATED)
+def test_a_text_that_states_its_answer_outright_is_an_rsvp_in_any_context(
+    text: str, answer: str, context: str
+) -> None:
+    """ "Ja tack, jag kommer!" from someone never asked by SMS, or after the survey text, still counts."""
+    assert interpret(text, context) == Reply("rsvp", answer)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("context", ["survey", "none"])
+@pytest.mark.parametrize("text", NOT_STATED)
+def test_a_no_about_something_else_is_no_statement_outside_an_rsvp_question(text: str, context: str) -> None:
+    """A no to the bus or to "any questions?", doubt, or two answers are not a decline without context."""
+    assert interpret(text, context) == UNKNOWN  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from pipeline.export import export_rows
 from pipeline.links import RSVP_MAX_AGE, LinkSigner
 from pipeline.planner import plan
 from pipeline.runtime import Runtime
@@ -25,6 +26,7 @@ from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.store.models import InboundRow, LedgerRow, RsvpRow, SurveyAnswerRow
 from pipeline.store.people import load_delegates
+from pipeline.timetable import load_event
 from pipeline.web.app import create_app
 from pipeline.web.server import WebServer
 from tests.test_inbound import (
@@ -109,6 +111,17 @@ def test_a_signed_inbound_sms_is_recorded_and_answered_with_twiml(client, store)
     assert response.headers["content-type"].startswith("application/xml")
     assert "<Message>Tack Anna! Vi har noterat att du kommer.</Message>" in response.text
     assert count(store, InboundRow) == 1 and delegate(store, "anna").rsvp == "yes"
+
+
+def test_a_signed_ja_tack_jag_kommer_from_a_delegate_never_asked_by_sms_exports_as_yes(client, store) -> None:
+    """Anna got the invitation by email only; her signed SMS "Ja tack, jag kommer!" is a yes by SMS in the
+    RSVP export (issue 9, 2: must show)."""
+    ask(store, "anna", "invitation", channel="email")
+    response = sms(client, "Ja tack, jag kommer!")
+    assert "<Message>Tack Anna! Vi har noterat att du kommer.</Message>" in response.text
+    with store.session() as session:
+        _, rows = export_rows(session, load_event(EVENT_FILE), "rsvps")
+    assert [row[4:] for row in rows if row[0] == "anna"] == [["yes", NOW, "sms"]]
 
 
 @pytest.mark.parametrize(
@@ -331,7 +344,7 @@ def test_pressing_a_button_records_the_answer_from_the_web(client, store, answer
     page = client.post(f"/r/{link('rsvp')}", data={"answer": answer})
     assert page.status_code == 200 and thanks in page.text
     with store.session() as session:
-        assert [(r.answer, r.channel) for r in session.scalars(select(RsvpRow))] == [(answer, "web")]
+        assert [(r.answer, r.channel) for r in session.scalars(select(RsvpRow))] == [(answer, "link")]
     assert delegate(store, "anna").rsvp == answer
 
 

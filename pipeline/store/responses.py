@@ -5,6 +5,9 @@ Every change to a delegate bumps `updated_at`, which is how the scheduler knows 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -102,6 +105,40 @@ def last_question(
         if payload is None and rule in templates_by_rule:
             return QUESTION_OF_TEMPLATE.get(templates_by_rule[rule], "none")
     return "none"
+
+
+_HASHED_ID = re.compile(r"^<([0-9a-f]{40})@[^<>\s]+>$")
+
+
+def question_of_mail(
+    session: Session, delegate_id: str, message_ids: list[str], templates_by_rule: dict[str, str]
+) -> str | None:
+    """What our email that `message_ids` (In-Reply-To first, then References newest first) point at asked:
+    'rsvp', 'survey' or 'none'; None when none of them is one of ours to this delegate. Our Message-IDs are
+    `<sha1(ledger key)@domain>` (channels/mime.py), whatever the channel that wrote them."""
+    wanted = [m.group(1) for m in map(_HASHED_ID.match, message_ids) if m]
+    if not wanted:
+        return None
+    rows = session.execute(
+        select(LedgerRow.key, LedgerRow.rule, LedgerRow.payload).where(
+            LedgerRow.delegate_id == delegate_id, LedgerRow.channel == "email"
+        )
+    )
+    by_hash = {hashlib.sha1(key.encode()).hexdigest(): (rule, payload) for key, rule, payload in rows}
+    for digest in wanted:
+        if digest in by_hash:
+            rule, payload = by_hash[digest]
+            return QUESTION_OF_TEMPLATE.get(_template(rule, payload, templates_by_rule) or "", "none")
+    return None
+
+
+def _template(rule: str, payload: str | None, templates_by_rule: dict[str, str]) -> str | None:
+    if payload is None:
+        return templates_by_rule.get(rule)
+    try:
+        return str(json.loads(payload).get("template") or "")
+    except (ValueError, AttributeError):  # a payload we cannot read asked nothing we know of
+        return None
 
 
 def set_sms_opt_out(session: Session, delegate_id: str, opted_out: bool, now: datetime) -> None:
