@@ -120,8 +120,15 @@ def delegates() -> None:
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Check the file and say what would change; store nothing.")
 @click.option("--strict", is_flag=True, help="Store nothing if any row is bad.")
+@click.option(
+    "--allow-shared-contact",
+    is_flag=True,
+    help="Store a new person whose email or phone another delegate already has (a shared mailbox).",
+)
 @pass_rt
-def import_delegates(rt: Runtime, file: Path, dry_run: bool, strict: bool) -> None:
+def import_delegates(
+    rt: Runtime, file: Path, dry_run: bool, strict: bool, allow_shared_contact: bool
+) -> None:
     """Import delegates from a CSV file (comma or semicolon; UTF-8 or Windows-1252)."""
     from pipeline.store.people import upsert_delegates
 
@@ -129,13 +136,44 @@ def import_delegates(rt: Runtime, file: Path, dry_run: bool, strict: bool) -> No
     for line in result.errors:
         click.echo(line, err=True)
     rejected = len(result.errors) > 0
-    if dry_run or (strict and rejected):
-        why = "--dry-run" if dry_run else "--strict and some rows are bad"
-        click.echo(f"{len(result.delegates)} good rows; nothing stored ({why}).")
+    if strict and rejected and not dry_run:
+        click.echo(f"{len(result.delegates)} good rows; nothing stored (--strict and some rows are bad).")
+        sys.exit(1)
+    with rt.store.session() as session:
+        counts = upsert_delegates(
+            session,
+            result.delegates,
+            datetime.now(UTC),
+            allow_shared_contact=allow_shared_contact,
+            dry_run=dry_run,
+        )
+    where = {delegate_id: f"{file}:{line}" for delegate_id, line in result.lines.items()}
+    refused = [] if allow_shared_contact else counts.shared
+    for shared in refused:
+        click.echo(
+            f"{where[shared.delegate_id]}: {shared.column}: already used by delegate {shared.owner_id} "
+            f"({shared.owner_name})",
+            err=True,
+        )
+    if refused:
+        click.echo(
+            "rows whose email or phone is another delegate's were not stored; if they are different people "
+            "(a shared mailbox or switchboard), import again with --allow-shared-contact",
+            err=True,
+        )
+    for kept in counts.kept:
+        click.echo(
+            f"{where[kept.delegate_id]}: rsvp: the file says {kept.file_answer}, but {kept.delegate_id} "
+            f"({kept.name}) answered {kept.kept_answer} by {kept.source} on {kept.at:%Y-%m-%d}; kept "
+            f"{kept.kept_answer}"
+        )
+    rejected = rejected or bool(refused)
+    if dry_run:
+        click.echo(
+            f"{len(result.delegates) - len(refused)} good rows; nothing stored (--dry-run). It would make: "
+            f"{counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged"
+        )
         sys.exit(1 if rejected else 0)
-    store = rt.store
-    with store.session() as session:
-        counts = upsert_delegates(session, result.delegates, datetime.now(UTC))
     click.echo(
         f"{file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged"
         + ("; rows with errors were not stored (see above)" if rejected else "")

@@ -211,7 +211,7 @@ class _Import:
         values, problems = _parse_cells(row, header, self.parsers)
         derived = not values.get("id")
         if derived:
-            values["id"] = _derived_id(values.get("email"), values.get("phone"))
+            values["id"] = derived_id(values.get("email"), values.get("phone"))
         problems += _duplicates(values, derived, self.seen)
         if not problems:
             self._accept(Delegate(**values), line)
@@ -264,7 +264,7 @@ def _identity(id_: str, email: str | None, phone: str | None) -> list[tuple[str,
     return [(column, value) for column, value in keys if value]
 
 
-def _derived_id(email: str | None, phone: str | None) -> str:
+def derived_id(email: str | None, phone: str | None) -> str:
     """A stable id for a row without one, so importing the same file again matches the same delegate."""
     basis = (email or "").lower() or phone or ""
     return "d-" + hashlib.sha1(basis.encode(), usedforsecurity=False).hexdigest()[:10]

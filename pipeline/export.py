@@ -53,8 +53,8 @@ def _local(event: Event, moment: datetime | None) -> datetime | None:
 def _rsvps(session: Session, event: Event) -> tuple[list[str], Rows]:
     """One row per delegate: the answer that counts now, and when and how it was given."""
     latest: dict[str, RsvpRow] = {}
-    for row in session.scalars(select(RsvpRow).order_by(RsvpRow.at, RsvpRow.id)):
-        latest[row.delegate_id] = row  # ordered by time, so the last one wins
+    for row in session.scalars(select(RsvpRow).order_by(RsvpRow.id)):
+        latest[row.delegate_id] = row  # the last recorded is the answer that counts (store/people.py)
     columns = ["delegate_id", "name", "organisation", "role", "answer", "answered_at", "channel"]
     rows: Rows = []
     for d in session.scalars(select(DelegateRow).order_by(DelegateRow.id)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from pipeline.cli import main
 from pipeline.delegates import Delegate, read_delegates
 from pipeline.settings import Settings
 from pipeline.store import open_store
-from pipeline.store.people import load_delegates
+from pipeline.store.people import load_delegates, record_rsvp
 from pipeline.timetable import load_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,11 +202,63 @@ def test_reimporting_creates_no_duplicates(db_url: str, tmp_path: Path, kallelse
     assert "0 added, 0 updated, 14 unchanged" in again.stdout
     renumbered = re.sub(r"^d(\d\d),", r"new-\1,", EXAMPLE.read_text(encoding="utf-8"), flags=re.M)
     third = kallelse("delegates", "import", str(write(tmp_path / "renumbered.csv", renumbered)))
-    assert (third.exit_code, third.stderr) == (0, "")
-    assert "0 added" in third.stdout
+    assert third.exit_code == 1  # new ids with known emails: other people, refused (see the test below)
+    assert "0 added, 0 updated" in third.stdout
     assert [d.id for d in stored(db_url)] == [f"d{n:02}" for n in range(1, 15)]
     listing = kallelse("delegates", "list")
     assert listing.stdout.splitlines()[-1] == "14 delegates"
+
+
+SHARED_MAILBOX = (
+    "d20,Gustav Ek,astrid.lovgren@example.se,070-174 06 99,sv,Skellefteå kommun,official,hotel,,\n"
+)
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["--dry-run", "import"])
+def test_a_new_id_with_another_delegates_email_is_named_and_not_stored(
+    db_url: str, tmp_path: Path, dry_run: bool, kallelse
+) -> None:
+    """A shared municipal mailbox never overwrites Astrid: `FILE:LINE: email: already used by delegate d01
+    (Astrid Lövgren)`, the same line with --dry-run, exit 1, and Astrid unchanged (issue 9, 4)."""
+    assert kallelse("delegates", "import", str(EXAMPLE)).exit_code == 0
+    path = write(tmp_path / "more.csv", HEADER + SHARED_MAILBOX)
+    result = kallelse("delegates", "import", *(["--dry-run"] if dry_run else []), str(path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"{path}:2: email: already used by delegate d01 (Astrid Lövgren)"
+    astrid = next(d for d in stored(db_url) if d.id == "d01")
+    assert (astrid.name, len(stored(db_url))) == ("Astrid Lövgren", 14)
+
+
+def test_allow_shared_contact_stores_the_second_person(db_url: str, tmp_path: Path, kallelse) -> None:
+    """--allow-shared-contact: Gustav is added beside Astrid, who keeps her name and answer."""
+    assert kallelse("delegates", "import", str(EXAMPLE)).exit_code == 0
+    path = write(tmp_path / "more.csv", HEADER + SHARED_MAILBOX)
+    result = kallelse("delegates", "import", "--allow-shared-contact", str(path))
+    assert (result.exit_code, result.stderr) == (0, "")
+    people = {d.id: d for d in stored(db_url)}
+    assert (people["d20"].email, people["d01"].name) == ("astrid.lovgren@example.se", "Astrid Lövgren")
+
+
+def test_a_nej_by_sms_survives_reimporting_the_example_file_and_the_row_is_named(
+    db_url: str, kallelse
+) -> None:
+    """d01 answers NEJ by SMS; the example file (rsvp=yes for d01) is imported again: the export still says
+    no, from sms, and the import names line 2 (issue 9, 3)."""
+    assert kallelse("delegates", "import", str(EXAMPLE)).exit_code == 0
+    store = open_store(db_url)
+    with store.session() as session:
+        record_rsvp(session, "d01", "no", "sms", datetime(2021, 10, 8, 12, 0, tzinfo=UTC))
+    store.close()
+    again = kallelse("delegates", "import", str(EXAMPLE))
+    assert again.exit_code == 0
+    assert (
+        f"{EXAMPLE}:2: rsvp: the file says yes, but d01 (Astrid Lövgren) answered no by sms on 2021-10-08; "
+        "kept no"
+    ) in again.stdout.splitlines()
+    assert "0 added, 0 updated, 14 unchanged" in again.stdout
+    export = json.loads(kallelse("export", "rsvps", "--format", "json").stdout)
+    astrid = next(row for row in export if row["delegate_id"] == "d01")
+    assert (astrid["answer"], astrid["channel"]) == ("no", "sms")
 
 
 def test_db_upgrade_creates_the_database_and_says_where(db_url: str, kallelse) -> None:

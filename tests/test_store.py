@@ -36,7 +36,13 @@ from pipeline.store.ledger import (
     sync_plan,
 )
 from pipeline.store.models import DelegateRow, LedgerRow, RsvpRow
-from pipeline.store.people import load_delegates, record_rsvp, rsvp_history, upsert_delegates
+from pipeline.store.people import (
+    load_delegates,
+    record_rsvp,
+    rsvp_history,
+    rsvp_sources,
+    upsert_delegates,
+)
 from pipeline.timetable import Event, load_event, parse_event
 
 EVENT_FILE = Path(__file__).resolve().parent.parent / "config" / "event.toml"
@@ -212,30 +218,83 @@ def test_reimport_updates_a_delegate_by_id(store: Store) -> None:
         assert session.get(DelegateRow, HOTEL.id).updated_at == T0 + timedelta(days=1)
 
 
+SHARED = [
+    (person("d1", email="astrid@example.se"), person("x9", email="astrid@example.se", name="A. L."), "email"),
+    (
+        person("d1", email=None, phone="+46701740605"),
+        person("x9", email=None, phone="+46701740605", name="A. L."),
+        "phone",
+    ),
+    (person("d1", email="Astrid@example.se"), person("x9", email="astrid@example.se", name="A. L."), "email"),
+    (person("d1", phone="+46701740605"), person("d2", phone="+46701740605"), "phone"),
+]
+
+
 @pytest.mark.parametrize(
-    ("existing", "incoming"),
-    [
-        (person("d1", email="astrid@example.se"), person("x9", email="astrid@example.se", name="A. L.")),
-        (
-            person("d1", email=None, phone="+46701740605"),
-            person("x9", email=None, phone="+46701740605", name="A. L."),
-        ),
-        (person("d1", email="Astrid@example.se"), person("x9", email="astrid@example.se", name="A. L.")),
-    ],
-    ids=["same email", "same phone", "same email in other case"],
+    ("existing", "incoming", "column"),
+    SHARED,
+    ids=["same email", "same phone", "email in other case", "switchboard"],
 )
-def test_a_new_id_with_a_known_email_or_phone_updates_the_existing_delegate(
-    store: Store, existing: Delegate, incoming: Delegate
+def test_a_new_id_with_another_delegates_email_or_phone_is_reported_and_never_merged(
+    store: Store, existing: Delegate, incoming: Delegate, column: str
 ) -> None:
-    """Matching falls back from id to email, then phone: never a duplicate delegate."""
+    """A shared mailbox or switchboard number is two people: the row is refused and named (issue 9, 4)."""
     with store.session() as session:
         upsert_delegates(session, [existing], T0)
     with store.session() as session:
         counts = upsert_delegates(session, [incoming], T0)
-    assert (counts.added, counts.updated) == (0, 1)
+    assert (counts.added, counts.updated) == (0, 0)
+    assert [(s.delegate_id, s.column, s.owner_id) for s in counts.shared] == [(incoming.id, column, "d1")]
     with store.session() as session:
-        stored = load_delegates(session)
-    assert [(d.id, d.name) for d in stored] == [("d1", "A. L.")]
+        assert load_delegates(session) == [existing]
+
+
+def test_a_shared_contact_is_stored_as_a_second_person_when_allowed(store: Store) -> None:
+    """With allow_shared_contact both people exist, and a re-import of both is no longer a problem."""
+    first, second = person("d1", email="kansli@kommun.se"), person("d2", email="kansli@kommun.se")
+    with store.session() as session:
+        upsert_delegates(session, [first], T0)
+    with store.session() as session:
+        assert upsert_delegates(session, [second], T0, allow_shared_contact=True).added == 1
+    with store.session() as session:
+        again = upsert_delegates(session, [first, second], T0)
+        assert (again.unchanged, again.shared) == (2, [])
+        assert [d.id for d in load_delegates(session)] == ["d1", "d2"]
+
+
+def test_a_dry_run_reports_the_same_and_stores_nothing(store: Store) -> None:
+    """dry_run gives the very same counts, kept answers and shared contacts, then rolls back."""
+    with store.session() as session:
+        upsert_delegates(session, [person("d1", rsvp="none")], T0)
+        record_rsvp(session, "d1", "no", "sms", T0)
+    rows = [person("d1", rsvp="yes", name="Renamed"), person("d2", email="d1@example.se"), person("d3")]
+    with store.session() as session:
+        dry = upsert_delegates(session, rows, T0, dry_run=True)
+    with store.session() as session:
+        assert [(d.id, d.name, d.rsvp) for d in load_delegates(session)] == [("d1", "Delegate d1", "no")]
+        real = upsert_delegates(session, rows, T0)
+    assert dry == real
+    assert (real.added, real.updated, len(real.kept), len(real.shared)) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("source", "kept"),
+    [("sms", True), ("email", True), ("link", True), ("organiser", True), ("import", False)],
+)
+def test_an_import_replaces_only_an_imported_answer_never_the_delegates_or_organisers(
+    store: Store, source: str, kept: bool
+) -> None:
+    """NEJ by SMS (or email, link, organiser) stays when the sheet says yes, and the row is reported;
+    an earlier import value is simply replaced (issue 9, 3)."""
+    with store.session() as session:
+        upsert_delegates(session, [person("d1", rsvp="none")], T0)
+        record_rsvp(session, "d1", "no", source, T0 + timedelta(hours=1))
+    with store.session() as session:
+        counts = upsert_delegates(session, [person("d1", rsvp="yes")], T0 + timedelta(days=1))
+        assert load_delegates(session)[0].rsvp == ("no" if kept else "yes")
+        assert rsvp_sources(session) == {"d1": source if kept else "import"}
+    expected = [("d1", "yes", "no", source)] if kept else []
+    assert [(k.delegate_id, k.file_answer, k.kept_answer, k.source) for k in counts.kept] == expected
 
 
 def test_reimport_with_an_empty_rsvp_never_erases_a_recorded_reply(store: Store) -> None:

@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.delegates import Delegate
+from pipeline.delegates import Delegate, derived_id
 from pipeline.store.models import DelegateRow, RsvpRow
 
 _FIELDS = [f.name for f in fields(Delegate)]
 # Answers the organiser imports may set these; replies and opt-outs recorded here are never overwritten.
 _IMPORTED = ("name", "email", "phone", "language", "organisation", "role", "stop", "dinner")
+
+# Where an RSVP came from (rsvp_history.channel). The delegate's own answers and the organisers' are never
+# replaced by an import; an import may fill an empty answer or replace an earlier import.
+RSVP_SOURCES = ("sms", "email", "link", "organiser", "import")
+_REPLACEABLE_BY_IMPORT = frozenset({"import"})  # "web" (older rows) means "link": the delegate's own
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """A row whose rsvp disagrees with what the delegate (or an organiser) said; their answer was kept."""
+
+    delegate_id: str
+    name: str
+    file_answer: str
+    kept_answer: str
+    source: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SharedContact:
+    """A row whose email or phone belongs to another delegate: two people, not one to merge."""
+
+    delegate_id: str  # the row's id
+    column: str  # "email" | "phone"
+    owner_id: str
+    owner_name: str
 
 
 @dataclass(frozen=True)
@@ -22,6 +49,8 @@ class UpsertCounts:
     added: int
     updated: int
     unchanged: int
+    kept: list[KeptAnswer] = field(default_factory=list)
+    shared: list[SharedContact] = field(default_factory=list)  # not stored unless allowed
 
 
 def to_delegate(row: DelegateRow) -> Delegate:
@@ -35,14 +64,42 @@ def load_delegates(session: Session, ids: Iterable[str] | None = None) -> list[D
     return [to_delegate(row) for row in session.scalars(query)]
 
 
-def upsert_delegates(session: Session, delegates: Sequence[Delegate], now: datetime) -> UpsertCounts:
-    """Store imported delegates: a re-import matches by id, else email, else phone; never a duplicate.
+def upsert_delegates(
+    session: Session,
+    delegates: Sequence[Delegate],
+    now: datetime,
+    *,
+    allow_shared_contact: bool = False,
+    dry_run: bool = False,
+) -> UpsertCounts:
+    """Store imported delegates and say what happened, including what was refused or kept.
 
+    A row matches a stored delegate by its id; a row without an id (its id derived from its email or
+    phone) by that contact. A row whose email or phone belongs to another delegate is reported in
+    `shared` and stored (as its own person) only with `allow_shared_contact`: an import never merges two
+    people. An rsvp in the file replaces only an empty answer or an earlier import; any other
+    disagreement is reported in `kept`. `dry_run` does all of it in a savepoint and rolls it back.
     Existing delegates are indexed once in memory, so an import of 100,000 rows stays linear."""
+    savepoint = session.begin_nested()
+    counts = _upsert(session, delegates, now, allow_shared_contact)
+    session.flush()
+    savepoint.rollback() if dry_run else savepoint.commit()
+    return counts
+
+
+def _upsert(
+    session: Session, delegates: Sequence[Delegate], now: datetime, allow_shared: bool
+) -> UpsertCounts:
     index = _Index(session)
+    kept: list[KeptAnswer] = []
+    shared: list[SharedContact] = []
     added = updated = unchanged = 0
     for delegate in delegates:
         row = index.match(delegate)
+        sharing = index.shared(delegate, row)
+        shared += sharing
+        if sharing and not allow_shared:
+            continue
         if row is None:
             row = _new_row(delegate, now)
             session.add(row)
@@ -51,37 +108,54 @@ def upsert_delegates(session: Session, delegates: Sequence[Delegate], now: datet
                 session.add(RsvpRow(delegate_id=delegate.id, answer=delegate.rsvp, channel="import", at=now))
             added += 1
             continue
-        changed = _apply_import(session, row, delegate, now)
+        changed = _apply_import(session, row, delegate, now, index, kept)
         index.add(row)
         updated += changed
         unchanged += not changed
-    session.flush()
-    return UpsertCounts(added, updated, unchanged)
+    return UpsertCounts(added, updated, unchanged, kept, shared)
 
 
 class _Index:
-    """Existing delegates by id, lower-cased email and phone."""
+    """Existing delegates by id, lower-cased email and phone; and where each one's RSVP came from."""
 
     def __init__(self, session: Session):
         self.by_id: dict[str, DelegateRow] = {}
-        self.by_email: dict[str, DelegateRow] = {}
-        self.by_phone: dict[str, DelegateRow] = {}
+        self.by_email: dict[str, list[DelegateRow]] = {}
+        self.by_phone: dict[str, list[DelegateRow]] = {}
+        self.sources: dict[str, tuple[str, datetime]] = {}
         for row in session.scalars(select(DelegateRow)):
             self.add(row)
+        history = select(RsvpRow.delegate_id, RsvpRow.channel, RsvpRow.at).order_by(RsvpRow.id)
+        for delegate_id, channel, at in session.execute(history):
+            self.sources[delegate_id] = (channel, at)  # the last recorded is the current answer
 
     def add(self, row: DelegateRow) -> None:
         self.by_id[row.id] = row
-        if row.email:
-            self.by_email.setdefault(row.email.lower(), row)
-        if row.phone:
-            self.by_phone.setdefault(row.phone, row)
+        for contacts, value in ((self.by_email, (row.email or "").lower()), (self.by_phone, row.phone)):
+            if value and row not in contacts.setdefault(value, []):
+                contacts[value].append(row)
 
     def match(self, delegate: Delegate) -> DelegateRow | None:
-        return (
-            self.by_id.get(delegate.id)
-            or (self.by_email.get(delegate.email.lower()) if delegate.email else None)
-            or (self.by_phone.get(delegate.phone) if delegate.phone else None)
-        )
+        """By id; a row without its own id is the person its email (else phone) was derived from."""
+        if delegate.id in self.by_id or delegate.id != derived_id(delegate.email, delegate.phone):
+            return self.by_id.get(delegate.id)
+        if delegate.email:
+            return next(iter(self.by_email.get(delegate.email.lower(), [])), None)
+        return next(iter(self.by_phone.get(delegate.phone or "", [])), None)
+
+    def shared(self, delegate: Delegate, row: DelegateRow | None) -> list[SharedContact]:
+        """The row's email and phone where they are another delegate's and not already this one's."""
+        found = []
+        for column, contacts, value in (
+            ("email", self.by_email, (delegate.email or "").lower()),
+            ("phone", self.by_phone, delegate.phone or ""),
+        ):
+            if row is not None and (getattr(row, column) or "").lower() == value:
+                continue  # already theirs: sharing it was accepted before
+            owner = next((other for other in contacts.get(value, []) if other is not row), None)
+            if value and owner is not None:
+                found.append(SharedContact(delegate.id, column, owner.id, owner.name))
+        return found
 
 
 def _new_row(delegate: Delegate, now: datetime) -> DelegateRow:
@@ -89,25 +163,48 @@ def _new_row(delegate: Delegate, now: datetime) -> DelegateRow:
     return DelegateRow(**values, created_at=now, updated_at=now)
 
 
-def _apply_import(session: Session, row: DelegateRow, delegate: Delegate, now: datetime) -> bool:
+def _apply_import(
+    session: Session,
+    row: DelegateRow,
+    delegate: Delegate,
+    now: datetime,
+    index: _Index,
+    kept: list[KeptAnswer],
+) -> bool:
     changed = False
     for name in _IMPORTED:
         if getattr(row, name) != getattr(delegate, name):
             setattr(row, name, getattr(delegate, name))
             changed = True
-    # An answer collected elsewhere counts only when it is new: a re-import never erases a reply.
+    # An empty cell erases nothing; a different answer replaces only an earlier import.
     if delegate.rsvp != "none" and delegate.rsvp != row.rsvp:
-        record_rsvp(session, row.id, delegate.rsvp, "import", now)
-        changed = True
+        source, at = index.sources.get(row.id, ("import", now))
+        if row.rsvp == "none" or source in _REPLACEABLE_BY_IMPORT:
+            record_rsvp(session, row.id, delegate.rsvp, "import", now)
+            index.sources[row.id] = ("import", now)
+            changed = True
+        else:
+            kept.append(KeptAnswer(row.id, row.name, delegate.rsvp, row.rsvp, _source_name(source), at))
     if changed:
         row.updated_at = now
     return changed
 
 
+def _source_name(channel: str) -> str:
+    return "link" if channel == "web" else channel
+
+
+def rsvp_sources(session: Session) -> dict[str, str]:
+    """Delegate id -> where their current RSVP came from (one of `RSVP_SOURCES`)."""
+    history = select(RsvpRow.delegate_id, RsvpRow.channel).order_by(RsvpRow.id)
+    return {delegate_id: _source_name(channel) for delegate_id, channel in session.execute(history)}
+
+
 def record_rsvp(
     session: Session, delegate_id: str, answer: str, channel: str, now: datetime, note: str = ""
 ) -> None:
-    """Keep every answer; the latest counts."""
+    """Keep every answer; the latest counts. `channel` is its source, one of `RSVP_SOURCES`: replies,
+    links and organisers always record; imports go through `upsert_delegates`, which guards them."""
     session.add(RsvpRow(delegate_id=delegate_id, answer=answer, channel=channel, at=now, note=note))
     row = session.get(DelegateRow, delegate_id)
     if row is not None:
