@@ -90,6 +90,7 @@ def check(rt: Runtime, delegates_file: Path | None) -> None:
     """Validate the event file, every template and a delegate file."""
     from pipeline.links import LinkSigner
     from pipeline.render import check_templates
+    from pipeline.safety import unsafe_settings
 
     event = _event_or_fail(rt)
     problems: list[str] = []
@@ -102,6 +103,7 @@ def check(rt: Runtime, delegates_file: Path | None) -> None:
             problems += result.errors
     signer = LinkSigner("check", rt.settings.public_url)
     problems += check_templates(rt.templates, event, delegates, links=signer.links_for("check"))
+    problems += [f"settings: {problem}" for problem in unsafe_settings(rt.settings)]
     if problems:
         fail(problems)
     click.echo(f"{rt.settings.event_file}: ok ({len(event.items)} agenda items, {len(event.rules)} rules)")
@@ -442,12 +444,22 @@ def export(rt: Runtime, what: str, fmt: str) -> None:
 # -- processes ------------------------------------------------------------------------------------
 
 
+def refuse_unsafe_start(settings: Settings) -> None:
+    """Exit 1 with one line before a long-running process starts on an unsafe SECRET_KEY."""
+    from pipeline.safety import refusal
+
+    problem = refusal(settings)
+    if problem:
+        fail(problem)
+
+
 @main.command()
 @pass_rt
 def scheduler(rt: Runtime) -> None:
     """Run the scheduler: plan, write the ledger, enqueue what is due (needs BROKER_URL)."""
     from pipeline.sending import run_scheduler
 
+    refuse_unsafe_start(rt.settings)
     run_scheduler(rt)
 
 
@@ -459,6 +471,7 @@ def worker(rt: Runtime, processes: int | None, threads: int | None) -> None:
     """Run delivery workers (needs BROKER_URL)."""
     from pipeline.sending import run_workers
 
+    refuse_unsafe_start(rt.settings)
     run_workers(rt.settings, processes or rt.settings.worker_processes, threads or rt.settings.worker_threads)
 
 
@@ -469,6 +482,7 @@ def web(rt: Runtime, host: str | None) -> None:
     """Serve the web app: Twilio webhooks, RSVP and survey pages, the organiser dashboard."""
     from pipeline.web.server import serve
 
+    refuse_unsafe_start(rt.settings)
     serve(rt, host=host)
 
 
@@ -479,6 +493,7 @@ def run(rt: Runtime, no_web: bool) -> None:
     """Scheduler, workers and web app in one process: for small events and laptops."""
     from pipeline.sending import run_all
 
+    refuse_unsafe_start(rt.settings)
     run_all(rt, None if no_web else _web_server(rt))
 
 

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     port: int = 8000
     web_host: str = "127.0.0.1"  # 0.0.0.0 behind a platform's router
     admin_password: SecretStr = SecretStr("")
+    login_rate_limit: str = "10/minute"  # login attempts per client address (`limits` notation)
 
     # Delivery policy
     max_attempts: int = 6

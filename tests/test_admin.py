@@ -154,6 +154,30 @@ def test_a_wrong_password_is_refused_and_opens_nothing(client) -> None:
     assert client.get("/admin", follow_redirects=False).status_code == 401
 
 
+def test_the_eleventh_login_attempt_in_a_minute_gets_429_in_swedish_even_with_the_right_password(
+    client,
+) -> None:
+    """Ten tries a minute per address (LOGIN_RATE_LIMIT), then 429 with a Swedish message and Retry-After:
+    guessing ADMIN_PASSWORD gets slow (issue 9, 11)."""
+    assert [login(client, password=f"gissning{n}").status_code for n in range(10)] == [401] * 10
+    response = login(client)
+    assert response.status_code == 429
+    assert "För många inloggningsförsök. Vänta en minut och försök igen." in response.text
+    assert 1 <= int(response.headers["retry-after"]) <= 61
+    assert client.get("/admin", follow_redirects=False).status_code == 401
+
+
+def test_the_login_limit_counts_each_address_on_its_own(tmp_path, store, seeded) -> None:
+    """Another address still gets in while one is being refused."""
+    app = create_app(Runtime(make_settings(tmp_path, login_rate_limit="2/minute"), store=store))
+    with (
+        TestClient(app, client=("10.0.0.1", 5000)) as guesser,
+        TestClient(app, client=("10.0.0.2", 5000)) as ok,
+    ):
+        assert [login(guesser, password="x").status_code for _ in range(3)] == [401, 401, 429]
+        assert login(ok).status_code == 303
+
+
 def test_the_right_password_logs_in_and_returns_to_the_page_asked_for(client) -> None:
     """After logging in the organiser lands where they were going, and the pages open."""
     response = login(client, next="/admin/plan")

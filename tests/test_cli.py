@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from pydantic import SecretStr
 
 from pipeline.cli import main
 from pipeline.delegates import Delegate, read_delegates
@@ -36,24 +41,39 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"sqlite:///{tmp_path / 'kallelse.sqlite3'}"
 
 
+def cli_settings(db_url: str, tmp_path: Path, **overrides) -> Settings:
+    values = {
+        "data_dir": tmp_path,
+        "database_url": db_url,
+        "event_file": Path("config/event.toml"),
+        "templates_dir": Path("templates"),
+        "broker_url": "",
+        "email_backend": "outbox",
+        "sms_backend": "outbox",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings' init option
+
+
+def invoke(settings: Settings, *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), obj=settings, catch_exceptions=False)
+
+
 @pytest.fixture
 def kallelse(db_url: str, tmp_path: Path) -> Callable[..., Result]:
     """`kallelse ARGS…` handed its Settings directly: the environment is left alone."""
-    settings = Settings(  # type: ignore[call-arg]  # pydantic-settings' init option
-        _env_file=None,
-        data_dir=tmp_path,
-        database_url=db_url,
-        event_file=Path("config/event.toml"),
-        templates_dir=Path("templates"),
-        broker_url="",
-        email_backend="outbox",
-        sms_backend="outbox",
-    )
+    settings = cli_settings(db_url, tmp_path)
 
     def run(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), obj=settings, catch_exceptions=False)
+        return invoke(settings, *args)
 
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stored(url: str) -> list[Delegate]:
@@ -135,6 +155,79 @@ def test_check_names_a_missing_event_file_and_the_setting_to_fix(
     assert result.stderr.splitlines() == [
         f"{tmp_path / 'nope.toml'}: no such event file (set EVENT_FILE or pass --event)"
     ]
+
+
+# -- unsafe settings (issue 9, 10) ------------------------------------------------------------------
+
+
+def test_kallelse_web_with_twilio_and_the_default_secret_key_exits_with_one_line_naming_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The real command in its own process: exit 1 and one line on stderr naming SECRET_KEY, and no
+    server started (on the old code it served, so this timed out)."""
+    env = {
+        **os.environ, "SMS_BACKEND": "twilio", "TWILIO_API_URL": "http://127.0.0.1:9",
+        "PORT": str(free_port()), "DATA_DIR": str(tmp_path), "DATABASE_URL": db_url,
+    }  # fmt: skip
+    env.pop("SECRET_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "web"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("SECRET_KEY is the public default")
+    assert "SMS_BACKEND=twilio" in lines[0]
+
+
+@pytest.mark.parametrize("command", [["worker"], ["scheduler"], ["run", "--no-web"]])
+@pytest.mark.parametrize(
+    "unsafe",
+    [
+        {"email_backend": "smtp"},
+        {"public_url": "https://kallelse.example.org"},
+        {"sms_backend": "twilio", "secret_key": SecretStr("short-but-not-the-default")},
+    ],
+    ids=["smtp", "public url", "short secret"],
+)
+def test_every_long_running_process_refuses_an_unsafe_secret_key(
+    db_url: str, tmp_path: Path, command: list[str], unsafe: dict
+) -> None:
+    """worker, scheduler and run refuse too, before touching a broker or a channel."""
+    settings = cli_settings(db_url, tmp_path, broker_url="redis://127.0.0.1:9/0", **unsafe)  # never reached
+    result = invoke(settings, *command)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("SECRET_KEY ") and len(result.stderr.splitlines()) == 1
+
+
+def test_check_reports_the_settings_it_finds_unsafe(db_url: str, tmp_path: Path) -> None:
+    """Default secret with real channels, localhost PUBLIC_URL with real channels, and an empty
+    ADMIN_PASSWORD on a public address: one line each, exit 1."""
+    settings = cli_settings(db_url, tmp_path, email_backend="smtp", web_host="0.0.0.0")
+    result = invoke(settings, "check")
+    assert result.exit_code == 1
+    assert [line.split(" is ")[0] for line in result.stderr.splitlines()] == [
+        "settings: SECRET_KEY", "settings: PUBLIC_URL", "settings: ADMIN_PASSWORD",
+    ]  # fmt: skip
+
+
+def test_a_long_secret_key_with_real_channels_and_a_public_url_checks_clean(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The refusal is about the secret: with a long one, check is clean (and the processes may start)."""
+    settings = cli_settings(
+        db_url,
+        tmp_path,
+        sms_backend="twilio",
+        public_url="https://kallelse.example.org",
+        secret_key=SecretStr("x" * 40),
+    )
+    result = invoke(settings, "check")
+    assert (result.exit_code, result.stderr) == (0, "")
 
 
 # -- delegates import -----------------------------------------------------------------------------

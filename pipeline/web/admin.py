@@ -47,6 +47,7 @@ from pipeline.web.admin_auth import (
     csrf_matches,
     end_session,
     is_open,
+    login_limiter,
     new_session,
     password_matches,
     read_session,
@@ -89,6 +90,8 @@ LANGUAGES = {"sv": "svenska", "en": "engelska"}
 
 # -- logging in ---------------------------------------------------------------------------------
 
+TOO_MANY_ATTEMPTS = "För många inloggningsförsök. Vänta en minut och försök igen."
+
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/admin") -> Response:
@@ -106,6 +109,11 @@ def login(
     next: Annotated[str, Form()] = "/admin",
 ) -> Response:
     settings: Settings = runtime(request).settings
+    limiter = login_limiter(request)
+    if not limiter.attempt(request):
+        response = _login(request, next, TOO_MANY_ATTEMPTS, 429)
+        response.headers["Retry-After"] = str(limiter.retry_after(request))
+        return response
     if not is_open(settings):
         return _login(request, next, None, 403)
     if not csrf_matches(read_session(request), csrf):

@@ -6,6 +6,9 @@ fingerprint is an HMAC of ADMIN_PASSWORD, so changing the password logs everybod
 ADMIN_PASSWORD closes the dashboard. An anonymous session (no fingerprint) carries only the CSRF token the
 login form needs. Logging in issues a fresh token, so a token planted before the login is worthless.
 
+Login attempts are limited per client address (`LOGIN_RATE_LIMIT`, 10 a minute): past that, 429 with a
+Swedish message and Retry-After, before the password is even compared.
+
 Without a valid session, a browser's GET (one that accepts text/html) is sent to the login page (303);
 everything else — a POST, a script, the chart image — gets 401. Every POST also needs the session's CSRF
 token echoed in the form field `csrf`, else 403.
@@ -16,12 +19,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Form, HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from pipeline.settings import Settings
 from pipeline.web.deps import runtime
@@ -57,6 +64,34 @@ def _fingerprint(settings: Settings) -> str:
 
 def _serializer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key.get_secret_value(), salt=_SALT)
+
+
+class LoginLimiter:
+    """At most `rate` login attempts ("10/minute") per client address, in a moving window (`limits`).
+
+    Counted in this process's memory: each web process keeps its own count, and a restart forgets it.
+    Behind a reverse proxy the address is the one uvicorn takes from X-Forwarded-For (trusted from
+    127.0.0.1 only, uvicorn's default)."""
+
+    def __init__(self, rate: str):
+        self.item: RateLimitItem = parse(rate)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def attempt(self, request: Request) -> bool:
+        """Count one attempt; False when the address has used up its attempts."""
+        address = request.client.host if request.client else "unknown"
+        return self._limiter.hit(self.item, "admin-login", address)
+
+    def retry_after(self, request: Request) -> int:
+        """Seconds until the address may try again."""
+        address = request.client.host if request.client else "unknown"
+        reset, _ = self._limiter.get_window_stats(self.item, "admin-login", address)
+        return max(1, int(reset - time.time()) + 1)
+
+
+def login_limiter(request: Request) -> LoginLimiter:
+    """The app's one limiter (made with the app, so each app counts on its own)."""
+    return request.app.state.login_limiter
 
 
 def read_session(request: Request) -> AdminSession | None:
