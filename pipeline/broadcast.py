@@ -133,16 +133,19 @@ class BroadcastRequest:
     template: str = "broadcast"
     text: str | None = None  # free text for the `broadcast` template
     subject: str | None = None  # email subject for free text (default: the template's)
+    text_en: str | None = None  # the free text for English speakers (default: `text` for everyone)
 
     @property
     def base_id(self) -> str:
         """Deterministic: the same audience, message and channel give the same id."""
         what = [audience_text(self.audience), self.channel, self.template, self.text, self.subject]
+        what += [self.text_en] if self.text_en else []
         return hashlib.sha256(json.dumps(what, ensure_ascii=False).encode()).hexdigest()[:10]
 
     @property
     def extra(self) -> dict[str, str]:
         extra = {"text": self.text} if self.text is not None else {}
+        extra |= {"text_en": self.text_en} if self.text_en else {}
         return extra | ({"subject": self.subject} if self.subject else {})
 
 
@@ -154,6 +157,7 @@ def make_request(
     template: str | None = None,
     subject: str | None = None,
     channel: str = "auto",
+    text_en: str | None = None,
 ) -> BroadcastRequest:
     """Check and build a request from what the organiser typed (CLI options or form fields)."""
     if (text is None) == (template is None):
@@ -163,7 +167,9 @@ def make_request(
     if channel not in CHANNELS:
         raise BroadcastError(f"unknown channel {channel!r}: use {', '.join(CHANNELS)}")
     text = text.strip().replace("\r\n", "\n") if text is not None else None
-    return BroadcastRequest(parse_audience(to, event), channel, template or "broadcast", text, subject)
+    english = text_en.strip().replace("\r\n", "\n") if text_en and text is not None else None
+    audience = parse_audience(to, event)
+    return BroadcastRequest(audience, channel, template or "broadcast", text, subject, english or None)
 
 
 @dataclass(frozen=True)

@@ -305,6 +305,90 @@ def _event_or_fail(rt: Runtime) -> Event:
         fail(e.problems)
 
 
+# -- preview ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("delegate_id", metavar="DELEGATE")
+@click.option("--rule", "rule_id", help="Only this rule's messages (an id from the event file).")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the email's HTML here (several emails: FILE-<rule>.html).",
+)
+@click.option("--now", help="Plan as of this time (default: now). ISO 8601; local time without offset.")
+@pass_rt
+def preview(
+    rt: Runtime, delegate_id: str, rule_id: str | None, html_file: Path | None, now: str | None
+) -> None:
+    """Print every message planned for one delegate, as they will receive it. Sends nothing."""
+    from pipeline.preview import show
+
+    event = _event_or_fail(rt)
+    if rule_id and rule_id not in {r.id for r in event.rules}:
+        fail(f"unknown rule {rule_id!r}: the event's rules are {', '.join(r.id for r in event.rules)}")
+    delegate, planned = _planned_for(rt, event, delegate_id, parse_time(now, event) or datetime.now(UTC))
+    planned = [p for p in planned if rule_id is None or p.rule == rule_id]
+    links = rt.signer.links_for(delegate.id)
+    click.echo(f"{delegate.name} ({delegate.id}): SMS {delegate.phone or '-'}, email {delegate.email or '-'}")
+    shown = [show(rt.templates, event, delegate, p, links) for p in planned]
+    for item in shown:
+        _print_shown(item, event)
+    if html_file is not None:
+        _write_html(shown, html_file)
+    click.echo(f"\n{len(shown)} messages for {delegate.id}" + (f" (rule {rule_id})" if rule_id else ""))
+
+
+def _planned_for(rt: Runtime, event: Event, delegate_id: str, now: datetime):
+    from pipeline.planner import plan
+    from pipeline.preview import Planned
+    from pipeline.store import ledger
+    from pipeline.store.people import load_delegates
+
+    with rt.store.session() as session:
+        people = load_delegates(session, [delegate_id])
+        if not people:
+            fail(f"no delegate {delegate_id!r} (see `kallelse delegates list`)")
+        view = ledger.ledger_view(session, event.event.id, [delegate_id])
+        extra = ledger.payload_rows(session, event.event.id, delegate_id)
+    sends = plan(event, people, view, now)
+    planned = [Planned(s.key, s.rule, s.channel, s.due_at, s.status) for s in sends]
+    planned += [Planned(r.key, r.rule, r.channel, r.due_at, r.state, r.payload) for r in extra]
+    return people[0], sorted(planned, key=lambda p: (p.due_at, p.rule, p.channel))
+
+
+def _print_shown(item, event: Event) -> None:
+    p = item.planned
+    rule = next((r for r in event.rules if r.id == p.rule), None)
+    what = f"{rule.label('en')} ({p.rule})" if rule else p.rule
+    due = p.due_at.astimezone(event.tz)
+    click.echo(f"\n=== {what} · {p.channel} · {due:%a %d %b %H:%M} · {p.state}")
+    if item.problem:
+        click.echo(f"cannot be rendered: {item.problem}")
+        return
+    if p.channel == "sms":
+        click.echo(item.text)
+        s = item.segments
+        click.echo(f"[{s.segments} SMS part(s), {s.encoding}, {s.units} units]")
+        return
+    click.echo(f"Subject: {item.subject}\n")
+    click.echo(item.text.rstrip())
+    if item.ics is not None:
+        click.echo("\n--- attached .ics ---")
+        click.echo(item.ics.decode("utf-8").rstrip())
+
+
+def _write_html(shown, path: Path) -> None:
+    emails = [s for s in shown if s.planned.channel == "email" and s.html]
+    for item in emails:
+        target = path if len(emails) == 1 else path.with_name(f"{path.stem}-{item.planned.rule}{path.suffix}")
+        target.write_text(item.html, encoding="utf-8")
+        click.echo(f"HTML of {item.planned.rule}: {target}")
+    if not emails:
+        click.echo("no email to write as HTML", err=True)
+
+
 # -- simulate -------------------------------------------------------------------------------------
 
 

@@ -73,7 +73,9 @@ def handle_sms(
     body, sender = clean_text(body), clean_text(sender.strip())[:254]
     delegate = delegate_by_phone(session, sender)
     if delegate is None:
-        return _from_unknown_number(session, sender=sender, body=body, message_sid=message_sid, now=now)
+        return _from_unknown_number(
+            session, event, sender=sender, body=body, message_sid=message_sid, now=now
+        )
     context = last_question(session, delegate.id, {rule.id: rule.template for rule in event.rules})
     reply = interpret(body, context)  # type: ignore[arg-type]  # last_question returns one of the contexts
     value = None if reply.value is None or reply.kind == "unclear" else str(reply.value)
@@ -100,7 +102,7 @@ def handle_sms(
 
 
 def _from_unknown_number(
-    session: Session, *, sender: str, body: str, message_sid: str, now: datetime
+    session: Session, event: Event, *, sender: str, body: str, message_sid: str, now: datetime
 ) -> InboundResult:
     stored = record_inbound(
         session,
@@ -117,7 +119,7 @@ def _from_unknown_number(
     if not stored:
         return InboundResult(None, "unknown", duplicate=True)
     log.info("sms %s from an unknown number ending in %s", message_sid, sender[-2:])
-    text = None if _twilio_keyword(body) else UNKNOWN_NUMBER
+    text = None if _twilio_keyword(body) else unknown_number_answer(event)
     return InboundResult(text, "unknown")
 
 
@@ -150,11 +152,25 @@ def _twilio_keyword(body: str) -> bool:
 
 # -- what we answer by SMS: short, GSM-7 where the name allows, at most two segments -----------
 
-UNKNOWN_NUMBER = (
-    "Hej! Vi hittar inte ditt nummer bland deltagarna, så vi kan inte registrera ditt svar. "
-    "Kontakta arrangören. / We cannot find your number among the participants; please contact the "
-    "organisers."
+_UNKNOWN_NUMBER = (
+    "Hej! Vi hittar inte ditt nummer bland deltagarna. Ring {contact}, {role}, {phone_sv}. / "
+    "We cannot find your number among the participants; please call {phone_en}."
 )
+
+
+def unknown_number_answer(event: Event) -> str:
+    """What a number we do not know gets back: whom to call instead (the event's duty contact)."""
+    duty = event.duty_contact
+    return gsm_friendly(
+        _UNKNOWN_NUMBER.format(
+            contact=duty.name,
+            role=duty.role("sv"),
+            phone_sv=phone(duty.phone, "sv"),
+            phone_en=phone(duty.phone, "en"),
+        )
+    )
+
+
 _ANSWERS = {
     "sv": {
         "yes": "Tack {name}! Vi har noterat att du kommer.",
@@ -166,6 +182,7 @@ _ANSWERS = {
         "unknown": "Tack, vi har tagit emot ditt meddelande.",
         "unclear": "Hej {name}! Vad svarar du {word} på? Gäller det mötet, svara JAG KOMMER eller "
         "KOMMER INTE.",
+        "call": "Brådskande? Ring {contact}, {phone}.",
         "how_rsvp": "Kommer du? Svara JA eller NEJ.",
         "how_survey": "Betygsätt mötet: svara med en siffra 1-5.",
         "how_none": "Svara HJÄLP för kontaktuppgifter.",
@@ -180,6 +197,7 @@ _ANSWERS = {
         "unknown": "Thank you, we have received your message.",
         "unclear": "Hi {name}! What does your {word} answer? If it is the meeting, reply I'LL BE THERE or "
         "CAN'T COME.",
+        "call": "Urgent? Call {contact}, {phone}.",
         "how_rsvp": "Are you coming? Reply YES or NO.",
         "how_survey": "Rate the meeting: reply with a digit 1-5.",
         "how_none": "Reply HELP for contact details.",
@@ -200,7 +218,10 @@ def _sms_answer(
         duty = event.duty_contact
         text = texts["help"].format(contact=duty.name, role=duty.role(lang), phone=phone(duty.phone, lang))
     elif reply.kind == "unknown":
-        text = f"{texts['unknown']} {texts['how_' + context]}"
+        # A person reads it later; whoever cannot wait learns whom to call now.
+        duty = event.duty_contact
+        call = texts["call"].format(contact=duty.name, phone=phone(duty.phone, lang))
+        text = f"{texts['unknown']} {texts['how_' + context]} {call}"
     elif reply.kind == "unclear":  # a bare JA/NEJ with nothing asked: ask what it answers
         word = {"sv": {"yes": "ja", "no": "nej"}, "en": {"yes": "yes", "no": "no"}}[lang][str(reply.value)]
         text = texts["unclear"].format(name=_first_name(delegate.name), word=word)

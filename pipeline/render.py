@@ -39,6 +39,10 @@ _DAYS = {
     "sv": ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag"),
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
 }
+_SHORT_DAYS = {
+    "sv": ("mån", "tis", "ons", "tors", "fre", "lör", "sön"),
+    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+}
 _MONTHS = {
     "sv": (
         "januari",
@@ -90,6 +94,16 @@ def day_span(start: date, end: date, lang: str = "sv") -> str:
     if (start.year, start.month) == (end.year, end.month):
         return f"{start.day}–{end.day} {months[end.month - 1]} {end.year}"
     return f"{start.day} {months[start.month - 1]} – {end.day} {months[end.month - 1]} {end.year}"
+
+
+def short_when(at: datetime, lang: str = "sv") -> str:
+    """ "tors 25 nov kl. 09.00" / "Thu 25 Nov 09:00": a time on a dashboard line or a list."""
+    code = language_code(lang)
+    weekday = _SHORT_DAYS[code][at.weekday()]
+    month = _MONTHS[code][at.month - 1][:3]
+    if code == "en":
+        return f"{weekday} {at.day} {month} {clock(at, lang)}"
+    return f"{weekday} {at.day} {month} kl. {clock(at, lang)}"
 
 
 def when(value: Any, lang: str = "sv", relative_to: Any = None) -> str:

@@ -63,6 +63,12 @@ class Stop(Frozen):
     address: str
     time: datetime  # local
     approximate: bool = False  # "09.30 ca"
+    label: Text | None = None  # what organisers call it: "Bussen från hotellet"
+
+    def bus_label(self, language: str = "sv") -> str:
+        if self.label is not None:
+            return self.label(language)
+        return f"The bus from {self.name}" if language == "en" else f"Bussen från {self.name}"
 
 
 class Session(Frozen):
@@ -125,10 +131,18 @@ class Rule(Frozen):
     audience: Audience = Field(default_factory=Audience)
     quiet_hours: bool = True  # False: logistics texts that may go out at night
     max_segments: int | None = None
-    description: str = ""
+    # What organisers read instead of the id: `description.sv` / `description.en` (a plain string is
+    # taken as both).
+    description: Text | str = ""
     # What the message tells people, so a later change reaches those told: "*" (the whole programme),
     # "own_stop", "item:<id>", "stop:<id>". The rule's own anchor counts without being listed.
     mentions: list[str] = Field(default_factory=list)
+
+    def label(self, language: str = "sv") -> str:
+        """The rule's description in that language, or its id when it has none."""
+        if isinstance(self.description, Text):
+            return self.description(language)
+        return self.description or self.id
 
     @field_validator("when", "until")
     @classmethod
@@ -220,6 +234,13 @@ class Event(Frozen):
         sessions = self.item(item_id).sessions
         named = next((s for s in sessions if role in s.roles), None)
         return named or next((s for s in sessions if "*" in s.roles), None)
+
+    @property
+    def days(self) -> tuple[datetime, datetime]:
+        """The event's days, local midnight to midnight: [first day 00:00, the day after the last)."""
+        first = datetime.combine(self.event.start.date(), time())
+        after = datetime.combine(self.event.end.date() + timedelta(days=1), time())
+        return self.local(first), self.local(after)
 
     def bus_item(self) -> Item | None:
         return next((i for i in self.items if i.kind == "bus"), None)

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.twilio",
     "tests.fixtures.imap",
+    "tests.fixtures.day",
 ]

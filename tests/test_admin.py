@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from pipeline.runtime import Runtime
 from pipeline.store import Store, open_store
-from pipeline.store.ledger import queue_due, retry_failed
+from pipeline.store.ledger import queue_due, retry_failed, states_of
 from pipeline.store.models import LedgerRow
 from pipeline.web import admin as admin_routes
 from pipeline.web import admin_auth
@@ -32,6 +33,9 @@ GET_ROUTES = [
     "/admin/delegates/anna",
     "/admin/failures",
     "/admin/replies",
+    "/admin/stops/hotel",
+    "/admin/dinner",
+    "/admin/messages/1",
     "/admin/survey",
     "/admin/survey.png",
     "/admin/broadcast",
@@ -40,12 +44,17 @@ GET_ROUTES = [
 POST_ROUTES = [
     "/admin/logout",
     "/admin/failures/1/retry",
+    "/admin/replies/1/handled",
+    "/admin/replies/1/rsvp",
+    "/admin/replies/1/answer",
+    "/admin/delegates/anna/rsvp",
     "/admin/broadcast/preview",
     "/admin/broadcast/send",
 ]
 PUBLIC_ROUTES = {("GET", "/admin/login"), ("POST", "/admin/login")}
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 BUS_LATE = "Bussen är 15 minuter försenad."
+BUS_LATE_EN = "The bus is 15 minutes late."
 
 
 @pytest.fixture
@@ -317,16 +326,20 @@ def test_the_plan_groups_the_ledger_by_state_rule_and_local_time(admin, store) -
     counts = [int(n) for n in re.findall(r'class="n">(\d+)<', page.text)]
     assert sum(counts) == total and counts[1:3] == [2, 2]  # sent + delivered, failed + unknown
     failed = page.text.split('id="failed"')[1].split('id="expired"')[0]
-    assert "2021-10-07 09:00" in failed and "invitation" in failed and "1 misslyckad" in failed
+    assert "tors 7 okt kl. 09.00" in failed and "Inbjudan med programmet" in failed
+    assert "1 misslyckad" in failed
 
 
 def test_a_delegates_page_shows_their_messages_answers_replies_and_survey(admin) -> None:
     """Every ledger row with state and provider id, the RSVP history, what they wrote (escaped), ratings."""
     page = admin.get("/admin/delegates/anna").text
     messages = cells(page, "messages")
-    assert "invitation email 2021-10-07 09:00 levererad SMinvanna" in messages
-    assert "practical" in messages and "planerad" in messages
-    assert "ja import" in cells(page, "rsvps")
+    assert (
+        "Inbjudan med programmet och en begäran om svar JA/NEJ e-post tors 7 okt kl. 09.00 "
+        "fre 8 okt kl. 14.00 levererad SMinvanna" in messages
+    )
+    assert "En vecka före: praktisk information" in messages and "planerad" in messages
+    assert "ja importerat" in cells(page, "rsvps")
     assert "Kan jag ta med &lt;b&gt;min hund&lt;/b&gt;?" in page and UNREAD_REPLY not in page
     assert "overall 5" in cells(page, "survey")
 
@@ -414,48 +427,121 @@ def test_admin_pages_load_nothing_from_elsewhere(admin) -> None:
 # -- broadcasts -----------------------------------------------------------------------------------
 
 
-def test_the_broadcast_preview_shows_counts_both_languages_and_sms_parts(admin) -> None:
-    """Those who said yes: Anna (sv) and Bob (en) by SMS; each language's text; parts and time."""
-    page = post(admin, "/admin/broadcast/preview", to="attending", text=BUS_LATE, channel="auto")
+def settled(store: Store, rule: str, timeout: float = 20.0) -> dict[str, int]:
+    """The batch's states once nothing is pending: the dashboard delivers in the background."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with store.session() as session:
+            states = states_of(session, "sik-2021", rule)
+        if not any(states.get(s, 0) for s in ("planned", "queued", "sending")) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.05)
+
+
+def broadcast_id_of(response: httpx.Response) -> str:
+    return response.headers["location"].split("/")[-1].split("?")[0]
+
+
+def test_the_broadcast_form_offers_stops_roles_and_answers_as_boxes_with_counts(admin) -> None:
+    """No segment syntax: a box per stop, role and answer, each with how many delegates it holds."""
+    text = " ".join(re.sub(r"<[^>]+>", " ", admin.get("/admin/broadcast").text).split())
+    page = admin.get("/admin/broadcast").text
+    assert "Bussen från hotellet 1" in text and "Bussen från flygplatsen 1" in text
+    assert "KSO (politiker) 1" in text and "tjänsteperson 4" in text
+    assert 'value="role:kso"' in page and 'value="rsvp:yes" checked' in page  # yes is ticked to start
+    assert "attending" not in page and "stop:hotel |" not in page
+
+
+@pytest.mark.parametrize(
+    ("groups", "segments"),
+    [
+        (["stop:hotel", "rsvp:yes"], ["attending,stop:hotel"]),
+        (["stop:hotel", "stop:airport", "rsvp:yes"], ["attending,stop:airport", "attending,stop:hotel"]),
+        (["role:kso"], ["role:kso"]),
+        (["rsvp:none", "rsvp:no"], ["declined", "not-responded"]),
+    ],
+)
+def test_ticked_boxes_of_one_kind_are_alternatives_and_kinds_combine(groups, segments) -> None:
+    """Boxes → segments: the same kind ORs, different kinds AND."""
+    assert admin_routes.audience_of(groups) == segments
+
+
+def test_the_broadcast_preview_names_the_recipients_and_shows_both_languages(admin) -> None:
+    """Those who said yes: Anna (sv) and Bob (en) by SMS, named; each language's own text; parts."""
+    page = post(admin, "/admin/broadcast/preview", grupp=["rsvp:yes"], text=BUS_LATE, text_en=BUS_LATE_EN)
     assert page.status_code == 200
     assert cells(page.text, "preview-counts") == "2 mottagare 2 meddelanden 2 sms"
-    assert 'data-language="sv" data-channel="sms"' in page.text
-    assert 'data-language="en" data-channel="sms"' in page.text
-    assert page.text.count(BUS_LATE) == 2 + 1  # one per sample, and the hidden field to confirm with
-    assert "Sms: 1 del (GSM-7)" in page.text and 'id="confirm"' in page.text
+    assert re.findall(r'<li data-delegate="(\w+)">([^<]+)</li>', page.text) == [
+        ("anna", "Anna Lindqvist"),
+        ("bob", "Bob Smith"),
+    ]
+    sv, en = page.text.split('data-language="sv" data-channel="sms"')[1].split('data-language="en"')
+    assert BUS_LATE in sv and BUS_LATE_EN not in sv and BUS_LATE_EN in en
+    assert "Sms: 1 del." in page.text and 'id="confirm"' in page.text
 
 
 def test_a_broadcast_preview_of_both_channels_shows_the_email_subject(admin) -> None:
-    """Both channels to the English delegates: an SMS and an email, with a subject, in English."""
-    page = post(admin, "/admin/broadcast/preview", to="language:en", text=BUS_LATE, channel="both").text
+    """Both channels to those who said yes: each gets an SMS and an email, with a subject."""
+    page = post(admin, "/admin/broadcast/preview", grupp=["rsvp:yes"], text=BUS_LATE, channel="both").text
     assert 'data-language="en" data-channel="email"' in page and "Ämne:" in page
-    assert cells(page, "preview-counts").startswith("2 mottagare 3 meddelanden")  # Bob both, David email
+    assert cells(page, "preview-counts").startswith("2 mottagare 4 meddelanden")
 
 
-def test_an_unknown_segment_shows_the_form_again_with_the_reason(admin) -> None:
-    """422 and the library's explanation; nothing to confirm."""
-    page = post(admin, "/admin/broadcast/preview", to="stop:nowhere", text=BUS_LATE)
-    assert page.status_code == 422 and "unknown stop" in page.text and 'id="confirm"' not in page.text
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"text": BUS_LATE}, "Kryssa i vilka som ska få meddelandet."),
+        ({"grupp": ["rsvp:yes"], "text": "  "}, "Skriv meddelandet på svenska."),
+        ({"grupp": ["stop:nowhere"], "text": BUS_LATE}, "unknown stop"),
+    ],
+)
+def test_a_broadcast_form_with_a_mistake_comes_back_with_the_reason(admin, form, error) -> None:
+    """422, the form again with the reason, and nothing to confirm."""
+    page = post(admin, "/admin/broadcast/preview", **form)
+    assert page.status_code == 422 and error in page.text and 'id="confirm"' not in page.text
 
 
-def test_confirming_a_broadcast_creates_ledger_rows_due_now_and_shows_their_counts(admin, store) -> None:
-    """One planned row per recipient, due now; the result page shows the id and the states."""
-    response = post(admin, "/admin/broadcast/send", to="attending", text=BUS_LATE, channel="auto")
+def test_a_text_too_long_for_the_event_is_refused_in_swedish(admin) -> None:
+    """Three SMS parts where the event allows two: said in Swedish, no confirm button."""
+    page = post(admin, "/admin/broadcast/preview", grupp=["rsvp:yes"], text="Bussen är sen. " * 25)
+    assert "delar; högst 2 är tillåtet. Korta texten." in page.text and 'id="confirm"' not in page.text
+
+
+def test_confirming_a_broadcast_delivers_it_from_the_web_process_and_shows_the_counts(admin, store) -> None:
+    """With only the web app running (no broker), the rows are due now and delivered at once."""
+    response = post(admin, "/admin/broadcast/send", grupp=["rsvp:yes"], text=BUS_LATE)
     assert response.status_code == 303
-    broadcast_id = response.headers["location"].split("/")[-1].split("?")[0]
+    broadcast_id = broadcast_id_of(response)
+    assert settled(store, f"broadcast:{broadcast_id}") == {"sent": 2}
     with store.session() as session:
         rows = session.scalars(select(LedgerRow).where(LedgerRow.rule == f"broadcast:{broadcast_id}")).all()
-    assert sorted((r.delegate_id, r.channel, r.state, r.due_at) for r in rows) == [
-        ("anna", "sms", "planned", NOW),
-        ("bob", "sms", "planned", NOW),
+    assert sorted((r.delegate_id, r.channel, r.due_at) for r in rows) == [
+        ("anna", "sms", NOW),
+        ("bob", "sms", NOW),
     ]
     result = admin.get(response.headers["location"]).text
-    assert broadcast_id in result and cells(result, "broadcast-counts") == "2 planerad"
+    assert broadcast_id in result and cells(result, "broadcast-counts") == "2 skickad"
+    assert "Alla meddelanden är hanterade" in result
+
+
+def test_with_a_broker_the_form_says_the_workers_send_and_does_not_claim_it_was_sent(
+    tmp_path, store, seeded, redis_url
+) -> None:
+    """BROKER_URL set: the form and the result page say the workers deliver; the rows wait queued."""
+    app = create_app(Runtime(make_settings(tmp_path, broker_url=redis_url), store=store))
+    app.state.runtime.clock = lambda: NOW
+    with TestClient(app) as client:
+        assert login(client).status_code == 303
+        assert "utskicksprocesserna" in client.get("/admin/broadcast").text
+        response = post(client, "/admin/broadcast/send", grupp=["role:kso"], text=BUS_LATE)
+        result = client.get(response.headers["location"]).text
+    assert "1 meddelanden är inte skickade än" in result and "kallelse worker" in result
+    assert cells(result, "broadcast-counts") == "1 i kö"
 
 
 def test_confirming_the_same_broadcast_twice_creates_nothing_new_unless_asked(admin, store) -> None:
     """The id is deterministic: a second confirm stores nothing; `again` makes a new broadcast."""
-    form = {"to": "attending", "text": BUS_LATE, "channel": "auto"}
+    form = {"grupp": ["rsvp:yes"], "text": BUS_LATE, "channel": "auto"}
     first = post(admin, "/admin/broadcast/send", **form).headers["location"]
     second = post(admin, "/admin/broadcast/send", **form).headers["location"]
     assert second.split("?")[0] == first.split("?")[0] and second.endswith("?nya=0")
@@ -464,5 +550,6 @@ def test_confirming_the_same_broadcast_twice_creates_nothing_new_unless_asked(ad
     assert "Det här utskicket finns redan" in preview and 'name="again"' in preview
     third = post(admin, "/admin/broadcast/send", again="1", **form).headers["location"]
     assert third.split("?")[0].endswith("-2")
+    settled(store, f"broadcast:{third.split('?')[0].split('/')[-1]}")
     with store.session() as session:
         assert len(session.scalars(select(LedgerRow).where(LedgerRow.rule.like("broadcast:%"))).all()) == 4

@@ -14,14 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
+from twilio.request_validator import RequestValidator
 
 from pipeline.runtime import Runtime
 from pipeline.store import Store, open_store
 from pipeline.store.models import LedgerRow
 from pipeline.web.server import WebServer
 from tests.fixtures.dashboard import PASSWORD, ROOT, make_settings, seed
+from tests.fixtures.day import PUBLIC_URL, TWILIO_TOKEN
 from tests.fixtures.services import unavailable
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -43,7 +46,7 @@ PHONE = {
     "is_mobile": True,
     "has_touch": True,
 }
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+DESKTOP = {"viewport": {"width": 1200, "height": 900}}
 BUS_LATE = "Bussen är 15 minuter försenad."
 
 
@@ -121,7 +124,7 @@ def test_an_organiser_on_a_phone_logs_in_reads_the_answers_and_sends_a_broadcast
         shot(page, "phone-3-delegate")
 
         page.click("nav >> text=Utskick")
-        page.fill("#to", "attending")
+        assert page.is_checked("input[value='rsvp:yes']")  # those who come, to start with
         page.fill("#text", BUS_LATE)
         page.select_option("#channel", "auto")
         page.click("button:has-text('Förhandsgranska')")
@@ -133,15 +136,16 @@ def test_an_organiser_on_a_phone_logs_in_reads_the_answers_and_sends_a_broadcast
         page.click("#confirm")
         page.wait_for_url(f"{server}/admin/broadcasts/**")
         broadcast_id = page.inner_text("#broadcast-id")
-        assert "2" in page.inner_text("#broadcast-counts")
+        page.wait_for_selector("#broadcast-counts [data-state=sent]")  # the page refreshes itself
+        assert page.inner_text("#broadcast-counts [data-state=sent] .n") == "2"
         shot(page, "phone-5-sent")
     finally:
         context.close()
     with store.session() as session:
         rows = session.scalars(select(LedgerRow).where(LedgerRow.rule == f"broadcast:{broadcast_id}")).all()
     assert sorted((r.delegate_id, r.channel, r.state) for r in rows) == [
-        ("anna", "sms", "planned"),
-        ("bob", "sms", "planned"),
+        ("anna", "sms", "sent"),
+        ("bob", "sms", "sent"),
     ]
 
 
@@ -171,5 +175,107 @@ def test_without_logging_in_the_browser_gets_the_login_page_not_the_data(browser
             page.goto(server + path)
             assert page.url.startswith(f"{server}/admin/login?next=")
             assert "Anna" not in page.content()
+    finally:
+        context.close()
+
+
+# -- the morning of day 1, on the database the real pipeline leaves at 08:45 ---------------------
+
+
+@pytest.fixture
+def morning_server(morning) -> Iterator[str]:
+    settings, _ = morning
+    rt = Runtime(settings.model_copy(update={"port": free_port()}))
+    server = WebServer(rt)
+    server.start()
+    yield server.url
+    server.stop()
+    rt.close()
+
+
+def signed_sms(url: str, sender: str, body: str, sid: str) -> None:
+    params = {"MessageSid": sid, "From": sender, "To": "+46700000000", "Body": body}
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC_URL + "/twilio/sms", params)
+    response = httpx.post(f"{url}/twilio/sms", data=params, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+
+
+def test_on_a_phone_the_morning_reply_is_handled_the_hotel_list_read_and_the_hotel_bus_told(
+    browser, morning_server, morning
+) -> None:
+    """375 px: the flagged late-flight SMS, "Klar"; the hotel list with phone links; the dinner count;
+    a broadcast by ticking "Bussen från hotellet" that reaches the four riders."""
+    url, (_, store) = morning_server, morning
+    signed_sms(url, "+46701740606", "Flyget är 20 min sent, väntar bussen?", "SMbrowser1")
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    try:
+        log_in(page, url)
+        assert page.inner_text("#waiting .n") == "1"
+        shot(page, "phone-day-1-overview")
+        page.click("#waiting a")
+        page.wait_for_url(f"{url}/admin/replies")
+        assert page.locator("li.reply").count() == 1
+        assert page.get_attribute("li.reply a.call", "href") == "tel:+46701740606"
+        shot(page, "phone-day-2-reply")
+        page.click("li.reply button.handled")
+        page.wait_for_url(f"{url}/admin/replies?klar=*")
+        assert page.locator("li.reply").count() == 0
+        shot(page, "phone-day-3-handled")
+
+        page.click("nav >> text=Deltagare")
+        assert page.locator("#waiting").count() == 0
+        page.click("a[data-stop=hotel]")
+        page.wait_for_url(f"{url}/admin/stops/hotel")
+        assert page.inner_text("[data-count=yes] .n") == "4"
+        assert page.locator("#riders a[href^='tel:+46']").count() == 5  # four riders and one unanswered
+        shot(page, "phone-day-4-hotel-list")
+        page.click("nav >> text=Middag")
+        assert page.inner_text("[data-count=coming] .n") == "8"
+        shot(page, "phone-day-5-dinner")
+
+        page.click("nav >> text=Utskick")
+        page.check("label:has-text('Bussen från hotellet') input")
+        page.fill("#text", "Bussen är 10 minuter sen. Vänta i lobbyn.")
+        page.fill("#text_en", "The bus is 10 minutes late. Please wait in the lobby.")
+        shot(page, "phone-day-6-broadcast-form")
+        page.click("button:has-text('Förhandsgranska')")
+        names = page.locator("#recipients li").all_inner_texts()
+        assert sorted(names) == ["Astrid Lövgren", "Cecilia Näslund", "Elin Sjöström", "Sofia Älmqvist"]
+        shot(page, "phone-day-7-broadcast-preview")
+        page.click("#confirm")
+        page.wait_for_selector("#broadcast-counts [data-state=sent]")
+        assert page.inner_text("#broadcast-counts [data-state=sent] .n") == "4"
+        shot(page, "phone-day-8-broadcast-sent")
+    finally:
+        context.close()
+    with store.session() as session:
+        riders = session.scalars(select(LedgerRow.delegate_id).where(LedgerRow.rule.like("broadcast:%")))
+        assert sorted(riders) == ["d01", "d03", "d05", "d14"]
+
+
+def test_on_a_desktop_the_lists_filter_print_and_show_a_delegates_messages(browser, morning_server) -> None:
+    """1200 px: the overview's filters, a delegate's messages with "Visa", and the stop list as printed."""
+    url = morning_server
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    try:
+        log_in(page, url)
+        page.select_option("select[name=hallplats]", "airport")
+        page.select_option("select[name=svar]", "yes")
+        page.click("#filters button")
+        assert page.locator("#delegates tbody tr").count() == 4  # d02, d04, d08, d10
+        shot(page, "desktop-day-1-filtered")
+        page.goto(f"{url}/admin/delegates/d01")
+        row = page.locator("#messages tr", has_text="Bussens sms")
+        assert "skickad" in row.inner_text() and "tors 25 nov kl. 08.30" in row.inner_text()
+        shot(page, "desktop-day-2-delegate")
+        row.locator("text=Visa").click()
+        assert "Bussen går kl. 09.00 från The Wood Hotel" in page.inner_text("#body")
+        shot(page, "desktop-day-3-message")
+        page.goto(f"{url}/admin/stops/hotel")
+        page.emulate_media(media="print")
+        assert not page.is_visible("nav.admin-nav") and page.is_visible("#riders")
+        shot(page, "desktop-day-4-hotel-print")
     finally:
         context.close()

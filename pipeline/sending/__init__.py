@@ -47,6 +47,25 @@ def send_batch(rt: Runtime, event_id: str, rule: str, progress: Progress | None 
     return BatchResult(states=send_batch_now(rt, event_id, rule, progress))
 
 
+def attaches_ics(template: str) -> bool:
+    """Whether a worker attaches the event's .ics to an email of this template (previews show it too)."""
+    from pipeline.sending.worker import ICS_TEMPLATES
+
+    return template in ICS_TEMPLATES
+
+
+def send_batch_in_background(rt: Runtime, event_id: str, rule: str) -> None:
+    """Send one batch without making the caller (a dashboard request) wait: to the workers when
+    BROKER_URL is set, else by in-process workers on a thread of this process. The ledger shows how it
+    goes; a batch that cannot be sent here stays queued for a scheduler or a retry."""
+    from pipeline.sending.batch import enqueue_batch, send_batch_behind
+
+    if rt.settings.broker_url:
+        enqueue_batch(rt, event_id, rule)
+    else:
+        send_batch_behind(rt, event_id, rule)
+
+
 def run_scheduler(rt: Runtime) -> None:
     from pipeline.sending.processes import run_scheduler as run
 

@@ -10,6 +10,8 @@ one, dramatiq worker threads on an in-process broker deliver them before `send_b
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -19,8 +21,11 @@ from pipeline.sending.broker import make_broker
 from pipeline.states import PENDING_STATES
 from pipeline.store import ledger
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (done so far, total)
 POLL_SECONDS = 0.05
+# One in-process batch at a time in a process: each starts its own stub broker and worker threads.
+_one_batch_at_a_time = threading.Lock()
 
 
 def enqueue_batch(rt: Runtime, event_id: str, rule: str) -> int:
@@ -45,6 +50,21 @@ def send_batch_now(rt: Runtime, event_id: str, rule: str, progress: Progress | N
         for row_id in ids:
             workers.actor.send(row_id)
         return _wait(rt, event_id, rule, progress)
+
+
+def send_batch_behind(rt: Runtime, event_id: str, rule: str) -> threading.Thread:
+    """`send_batch_now` on a thread of its own (the web process: a request must not wait for it)."""
+
+    def send() -> None:
+        with _one_batch_at_a_time:
+            try:
+                send_batch_now(rt, event_id, rule)
+            except Exception:  # the rows stay queued: the scheduler's requeue or a retry takes them
+                log.exception("batch %s could not be sent from this process", rule)
+
+    thread = threading.Thread(target=send, name=f"send-{rule}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _wait(rt: Runtime, event_id: str, rule: str, progress: Progress | None) -> dict[str, int]:

@@ -163,6 +163,16 @@ def _cancel_missing(
     return len(gone)
 
 
+def payload_rows(session: Session, event_id: str, delegate_id: str) -> list[LedgerRow]:
+    """One delegate's broadcasts and change notices (rows rendered from a payload), oldest first."""
+    query = select(LedgerRow).where(
+        LedgerRow.event_id == event_id,
+        LedgerRow.delegate_id == delegate_id,
+        LedgerRow.payload.is_not(None),
+    )
+    return list(session.scalars(query.order_by(LedgerRow.due_at, LedgerRow.id)))
+
+
 # -- scheduler steps ------------------------------------------------------------------------------
 
 

@@ -72,6 +72,8 @@ class DelegateRow(Base):
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     survey_answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when an organiser cancels the delegate: no more messages; what was sent stays in the history.
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the scheduler polls for changes
 
@@ -139,6 +141,9 @@ class InboundRow(Base):
     kind: Mapped[str] = mapped_column(String(10))  # rsvp | rating | opt_out | opt_in | help | unknown
     value: Mapped[str | None] = mapped_column(String(50))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # When an organiser dealt with it, and how: handled | rsvp | answered. NULL: still waiting for a person.
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    handled_how: Mapped[str | None] = mapped_column(String(20))
 
 
 class SurveyAnswerRow(Base):

@@ -58,7 +58,8 @@ def to_delegate(row: DelegateRow) -> Delegate:
 
 
 def load_delegates(session: Session, ids: Iterable[str] | None = None) -> list[Delegate]:
-    query = select(DelegateRow).order_by(DelegateRow.id)
+    """The delegates still taking part: a cancelled one is planned nothing more."""
+    query = select(DelegateRow).where(DelegateRow.cancelled_at.is_(None)).order_by(DelegateRow.id)
     if ids is not None:
         query = query.where(DelegateRow.id.in_(list(ids)))
     return [to_delegate(row) for row in session.scalars(query)]

@@ -214,3 +214,49 @@ def apply_status(
     if moved and error_code == OPTED_OUT_CODE:
         set_sms_opt_out(session, row.delegate_id, True, now)
     return state if moved else None
+
+
+# -- replies that need a person ---------------------------------------------------------------
+
+# Kinds a person never needs to read: an out-of-office mail says nothing to act on.
+_NEVER_FOR_A_PERSON = ("automatic",)
+
+
+def _needs_a_person(days: tuple[datetime, datetime]):
+    """Not handled yet, and either not understood or sent on the event's days (when anything may be
+    urgent: "Flyget är 20 min sent, väntar bussen?" is read as nothing, but a "Ja" then is odd too)."""
+    on_the_days = (InboundRow.received_at >= days[0]) & (InboundRow.received_at < days[1])
+    return (
+        InboundRow.handled_at.is_(None)
+        & InboundRow.kind.not_in(_NEVER_FOR_A_PERSON)
+        & ((InboundRow.kind == "unknown") | on_the_days)
+    )
+
+
+def replies_needing_a_person(
+    session: Session, days: tuple[datetime, datetime], limit: int = 500
+) -> list[tuple[InboundRow, str]]:
+    """Waiting replies, oldest first (the first to come should be the first answered), with names."""
+    query = (
+        select(InboundRow, DelegateRow.name)
+        .outerjoin(DelegateRow, DelegateRow.id == InboundRow.delegate_id)
+        .where(_needs_a_person(days))
+        .order_by(InboundRow.received_at, InboundRow.id)
+        .limit(limit)
+    )
+    return [(row, name or "") for row, name in session.execute(query)]
+
+
+def count_replies_needing_a_person(session: Session, days: tuple[datetime, datetime]) -> int:
+    query = select(func.count()).select_from(InboundRow).where(_needs_a_person(days))
+    return session.scalar(query) or 0
+
+
+def mark_reply_handled(session: Session, reply_id: int, how: str, now: datetime) -> bool:
+    """Take a reply off the list. False when it was already handled (two organisers, one reply)."""
+    result = session.execute(
+        update(InboundRow)
+        .where(InboundRow.id == reply_id, InboundRow.handled_at.is_(None))
+        .values(handled_at=now, handled_how=how)
+    )
+    return rowcount(result) == 1

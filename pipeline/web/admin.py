@@ -6,11 +6,14 @@ the login (303), anything else gets 401; every POST also needs the session's CSR
 
 Routes (all under /admin; tests/test_admin.py checks this list against the router):
     GET, POST /login; POST /logout         the login form (ADMIN_PASSWORD) and logging out
-    GET /admin                             RSVP counts and the delegates, filtered by `?svar=yes`, no, none
+    GET /admin                             RSVP counts, the day's lists, replies waiting, and the delegates
+                                           (`?svar=yes|no|none&hallplats=<stop>|-&roll=<role>&middag=yes|no&q=`)
+    GET /stops/{id}, /dinner               who boards at a stop (printable), who eats dinner
     GET /plan                              the plan as a timeline by state, rule and local due time
     GET /delegates/{id}                    one delegate's messages, answers, replies and survey answers
     GET /failures; POST /failures/{row}/retry   failed and unknown rows; retry one
-    GET /replies                           replies we could not read
+    GET /replies                           replies that need a person; POST /replies/{id}/handled,
+                                           /replies/{id}/rsvp (JA/NEJ), /replies/{id}/answer (an SMS)
     GET /survey, /survey.png               survey results and their chart
     GET /broadcast; POST /broadcast/preview, /broadcast/send; GET /broadcasts/{id}   a broadcast
 """
@@ -18,7 +21,9 @@ Routes (all under /admin; tests/test_admin.py checks this list against the route
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import product
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,15 +34,26 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pipeline.broadcast import (
     BroadcastError,
     BroadcastRequest,
+    Preview,
     create_broadcast,
     make_request,
     preview_broadcast,
 )
+from pipeline.preview import Planned, show
+from pipeline.render import phone, short_when
 from pipeline.reports import survey_report, write_chart
+from pipeline.sending import send_batch_in_background
 from pipeline.settings import Settings
-from pipeline.states import LedgerState
+from pipeline.states import PENDING_STATES
 from pipeline.status import event_status
 from pipeline.store import ledger
+from pipeline.store.models import DelegateRow, InboundRow, LedgerRow
+from pipeline.store.people import load_delegates, record_rsvp
+from pipeline.store.responses import (
+    count_replies_needing_a_person,
+    mark_reply_handled,
+    replies_needing_a_person,
+)
 from pipeline.timetable import Event
 from pipeline.web import admin_data
 from pipeline.web.admin_auth import (
@@ -55,10 +71,10 @@ from pipeline.web.admin_auth import (
     set_session_cookie,
 )
 from pipeline.web.deps import runtime
+from pipeline.web.labels import ANSWERS, ROLES, words
 from pipeline.web.pages import HEADERS, templates
 
 router = APIRouter(prefix="/admin")
-S = LedgerState
 
 # The personal pages' headers, plus same-origin images (the survey chart) and no framing (clickjacking).
 ADMIN_HEADERS = HEADERS | {
@@ -66,26 +82,12 @@ ADMIN_HEADERS = HEADERS | {
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
 }
-STATES = {
-    S.PLANNED: "planerad",
-    S.QUEUED: "i kö",
-    S.SENDING: "skickas",
-    S.SENT: "skickad",
-    S.DELIVERED: "levererad",
-    S.FAILED: "misslyckad",
-    S.EXPIRED: "för sent",
-    S.SKIPPED: "hoppas över",
-    S.UNKNOWN: "okänd",
-}
 BUCKETS = {
     "upcoming": "Kommande",
     "sent": "Skickade",
     "failed": "Misslyckade",
     "expired": "För sent / hoppas över",
 }
-ANSWERS = {"yes": "ja", "no": "nej", "none": "inte svarat"}
-CHANNELS = {"auto": "sms, annars e-post", "sms": "sms", "email": "e-post", "both": "sms och e-post"}
-LANGUAGES = {"sv": "svenska", "en": "engelska"}
 
 
 # -- logging in ---------------------------------------------------------------------------------
@@ -148,23 +150,60 @@ def logout(_session: AdminPost) -> Response:
 
 
 @router.get("", response_class=HTMLResponse)
-def overview(request: Request, session: Admin, svar: str = "", q: str = "") -> HTMLResponse:
-    answer = svar if svar in ANSWERS else ""
-    search = q.strip()[:100]
+def overview(
+    request: Request,
+    session: Admin,
+    svar: str = "",
+    hallplats: str = "",
+    roll: str = "",
+    middag: str = "",
+    q: str = "",
+) -> HTMLResponse:
     event = _event(request)
+    filters = admin_data.Filters(
+        answer=svar if svar in ANSWERS else "",
+        stop=hallplats if hallplats == "-" or hallplats in {s.id for s in event.stops} else "",
+        role=roll.strip()[:50],
+        dinner=middag if middag in ("yes", "no") else "",
+        search=q.strip()[:100],
+    )
     with runtime(request).store.session() as db:
         status = event_status(db, event)
-        people, matched = admin_data.delegates(db, answer or None, search)
-    return _page(
-        request,
-        "admin_overview.html",
-        session,
-        status=status,
-        people=people,
-        answer=answer,
-        search=search,
-        matched=matched,
-    )
+        people, matched = admin_data.delegates(db, filters)
+        waiting = count_replies_needing_a_person(db, event.days)
+        stops = [(stop, admin_data.stop_list(db, event, stop.id)) for stop in event.stops]
+        dinner = admin_data.dinner_list(db)
+        role_codes = admin_data.roles(db)
+    context: dict[str, Any] = {"status": status, "people": people, "f": filters, "matched": matched}
+    context["waiting"] = waiting
+    context |= {"stops": stops, "dinner": dinner, "role_codes": role_codes}
+    return _page(request, "admin_overview.html", session, **context)
+
+
+# -- lists for the day ----------------------------------------------------------------------------
+
+
+@router.get("/stops/{stop_id}", response_class=HTMLResponse)
+def stop_page(request: Request, session: Admin, stop_id: str) -> HTMLResponse:
+    """Who boards at one stop; prints on one sheet for whoever stands at the bus door."""
+    event = _event(request)
+    stop = next((s for s in event.stops if s.id == stop_id), None)
+    if stop is None:
+        return _page(request, "admin_missing.html", session, 404, what=f"hållplatsen {stop_id}")
+    with runtime(request).store.session() as db:
+        riders = admin_data.stop_list(db, event, stop_id)
+    return _page(request, "admin_stop.html", session, stop=stop, list=riders)
+
+
+@router.get("/dinner", response_class=HTMLResponse)
+def dinner_page(request: Request, session: Admin) -> HTMLResponse:
+    with runtime(request).store.session() as db:
+        dinner = admin_data.dinner_list(db)
+    return _page(request, "admin_dinner.html", session, dinner=dinner, item=_dinner_item(_event(request)))
+
+
+def _dinner_item(event: Event):
+    return next((i for i in event.items if i.kind == "dinner"), None)
 
 
 @router.get("/plan", response_class=HTMLResponse)
@@ -177,12 +216,52 @@ def plan_page(request: Request, session: Admin) -> HTMLResponse:
 
 
 @router.get("/delegates/{delegate_id}", response_class=HTMLResponse)
-def delegate_page(request: Request, session: Admin, delegate_id: str) -> HTMLResponse:
+def delegate_page(request: Request, session: Admin, delegate_id: str, sparat: str = "") -> HTMLResponse:
     with runtime(request).store.session() as db:
         history = admin_data.history(db, delegate_id)
     if history is None:
         return _page(request, "admin_missing.html", session, 404, what=f"deltagaren {delegate_id}")
-    return _page(request, "admin_delegate.html", session, h=history)
+    saved = SAVED.get(sparat, "")
+    return _page(request, "admin_delegate.html", session, h=history, saved=saved)
+
+
+SAVED = {
+    "svar": "Svaret är registrerat.",
+    "uppgifter": "Uppgifterna är sparade.",
+    "avanmald": "Deltagaren är avanmäld: planerade meddelanden är stoppade.",
+    "ny": "Deltagaren är tillagd.",
+}
+
+
+@router.get("/messages/{row_id}", response_class=HTMLResponse)
+def message_page(request: Request, session: Admin, row_id: int) -> HTMLResponse:
+    """One ledger row as the delegate sees (or saw) it: rendered now from the same templates."""
+    event = _event(request)
+    with runtime(request).store.session() as db:
+        row = db.get(LedgerRow, row_id)
+        people = load_delegates(db, [row.delegate_id]) if row is not None else []
+    if row is None or not people:
+        return _page(request, "admin_missing.html", session, 404, what=f"meddelandet {row_id}")
+    planned = Planned(row.key, row.rule, row.channel, row.due_at, row.state, row.payload)
+    links = runtime(request).signer.links_for(people[0].id)
+    shown = show(_message_env(request), event, people[0], planned, links)
+    return _page(request, "admin_message.html", session, m=shown, row=row, d=people[0])
+
+
+@router.post("/delegates/{delegate_id}/rsvp")
+def delegate_rsvp(
+    request: Request,
+    session: AdminPost,
+    delegate_id: str,
+    answer: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    """An answer given by phone or in the corridor, recorded as the organiser's."""
+    with runtime(request).store.session() as db:
+        if db.get(DelegateRow, delegate_id) is None or answer not in ("yes", "no"):
+            return _page(request, "admin_missing.html", session, 404, what=f"deltagaren {delegate_id}")
+        record_rsvp(db, delegate_id, answer, "organiser", runtime(request).clock(), note=note[:200])
+    return RedirectResponse(f"/admin/delegates/{delegate_id}?sparat=svar", 303)
 
 
 # -- failures and replies -----------------------------------------------------------------------
@@ -208,10 +287,65 @@ def retry(request: Request, _session: AdminPost, row_id: int) -> Response:
 
 
 @router.get("/replies", response_class=HTMLResponse)
-def replies_page(request: Request, session: Admin) -> HTMLResponse:
+def replies_page(request: Request, session: Admin, klar: int = 0) -> HTMLResponse:
+    return _replies(request, session, done=klar)
+
+
+def _replies(
+    request: Request, session: AdminSession, done: int = 0, error: str = "", code: int = 200
+) -> HTMLResponse:
+    event = _event(request)
     with runtime(request).store.session() as db:
-        rows = admin_data.unread_replies(db)
-    return _page(request, "admin_replies.html", session, rows=rows)
+        rows = replies_needing_a_person(db, event.days, admin_data.LIST_LIMIT)
+        handled = admin_data.recently_handled(db)
+        phones = admin_data.phones_of(db, [row.delegate_id for row, _ in rows])
+    context = {"rows": rows, "handled": handled, "phones": phones, "done": done, "error": error}
+    return _page(request, "admin_replies.html", session, code, **context)
+
+
+@router.post("/replies/{reply_id}/handled")
+def reply_handled(request: Request, _session: AdminPost, reply_id: int) -> Response:
+    with runtime(request).store.session() as db:
+        mark_reply_handled(db, reply_id, "handled", runtime(request).clock())
+    return RedirectResponse(f"/admin/replies?klar={reply_id}", 303)
+
+
+@router.post("/replies/{reply_id}/rsvp")
+def reply_rsvp(
+    request: Request, session: AdminPost, reply_id: int, answer: Annotated[str, Form()] = ""
+) -> Response:
+    """The organiser read "Ja, men jag kommer med tåget" as a yes: record it, and the reply is done."""
+    now = runtime(request).clock()
+    with runtime(request).store.session() as db:
+        reply = db.get(InboundRow, reply_id)
+        if reply is None or reply.delegate_id is None or answer not in ("yes", "no"):
+            return _page(request, "admin_missing.html", session, 404, what=f"svaret {reply_id}")
+        record_rsvp(db, reply.delegate_id, answer, "organiser", now, note=reply.body[:200])
+        mark_reply_handled(db, reply_id, "rsvp", now)
+    return RedirectResponse(f"/admin/replies?klar={reply_id}", 303)
+
+
+@router.post("/replies/{reply_id}/answer", response_class=HTMLResponse)
+def reply_answer(
+    request: Request, session: AdminPost, reply_id: int, text: Annotated[str, Form()] = ""
+) -> Response:
+    """Answer one reply by SMS: a broadcast to that one delegate, through the ledger like any other."""
+    rt, event = runtime(request), _event(request)
+    with rt.store.session() as db:
+        reply = db.get(InboundRow, reply_id)
+    if reply is None or reply.delegate_id is None:
+        return _page(request, "admin_missing.html", session, 404, what=f"svaret {reply_id}")
+    if not text.strip():
+        return _replies(request, session, error="Skriv svaret innan du skickar det.", code=422)
+    try:
+        wanted = make_request([f"delegate:{reply.delegate_id}"], event, text=text, channel="sms")
+        with rt.store.session() as db:
+            created = create_broadcast(db, event, _message_env(request), rt.settings, wanted, rt.clock())
+            mark_reply_handled(db, reply_id, "answered", rt.clock())
+    except BroadcastError as e:
+        return _replies(request, session, error=_swedish(str(e)), code=422)
+    _send_soon(request, created.rule)
+    return RedirectResponse(f"/admin/broadcasts/{created.id}?nya={created.new_rows}", 303)
 
 
 # -- survey -------------------------------------------------------------------------------------
@@ -236,23 +370,57 @@ def survey_chart(request: Request, _session: Admin) -> Response:
 # -- broadcasts ---------------------------------------------------------------------------------
 
 
+@dataclass
+class BroadcastForm:
+    """The broadcast form's fields, shared by the form, its preview and its confirmation."""
+
+    groups: list[str] = field(default_factory=lambda: ["rsvp:yes"])  # ticked boxes: stop:…, role:…
+    text: str = ""
+    text_en: str = ""
+    subject: str = ""
+    channel: str = "auto"
+
+    def hidden(self) -> list[tuple[str, str]]:
+        """The fields as (name, value) pairs, to carry them through the preview unchanged."""
+        fields = {
+            "text": self.text,
+            "text_en": self.text_en,
+            "subject": self.subject,
+            "channel": self.channel,
+        }
+        return [("grupp", g) for g in self.groups] + list(fields.items())
+
+
 def _broadcast_fields(
-    to: Annotated[str, Form()] = "",
-    template: Annotated[str, Form()] = "",
+    grupp: Annotated[list[str] | None, Form()] = None,
     text: Annotated[str, Form()] = "",
+    text_en: Annotated[str, Form()] = "",
     subject: Annotated[str, Form()] = "",
     channel: Annotated[str, Form()] = "auto",
-) -> dict[str, str]:
-    """The broadcast form's fields, shared by the form, its preview and its confirmation."""
-    return {"to": to, "template": template, "text": text, "subject": subject, "channel": channel}
+) -> BroadcastForm:
+    return BroadcastForm(list(grupp or []), text, text_en, subject, channel)
 
 
-BroadcastFields = Annotated[dict[str, str], Depends(_broadcast_fields)]
+BroadcastFields = Annotated[BroadcastForm, Depends(_broadcast_fields)]
+_RSVP_SEGMENT = {"yes": "attending", "none": "not-responded", "no": "declined"}
+
+
+def audience_of(groups: list[str]) -> list[str]:
+    """Ticked boxes → `--to` segments: boxes of one kind are alternatives (OR), kinds combine (AND):
+    "Bussen från hotellet" + "ja" is `attending,stop:hotel`."""
+    kinds: dict[str, list[str]] = {"stop": [], "role": [], "rsvp": []}
+    for group in groups:
+        kind, _, value = group.partition(":")
+        if kind in kinds and value:
+            kinds[kind].append(_RSVP_SEGMENT.get(value, "") if kind == "rsvp" else f"{kind}:{value}")
+    choices = [[c for c in values if c] or [""] for values in kinds.values()]
+    segments = {",".join(sorted(t for t in combo if t)) for combo in product(*choices)}
+    return sorted(seg or "all" for seg in segments)
 
 
 @router.get("/broadcast", response_class=HTMLResponse)
 def broadcast_form(request: Request, session: Admin) -> HTMLResponse:
-    return _broadcast_form(request, session, _broadcast_fields())
+    return _broadcast_form(request, session, BroadcastForm())
 
 
 @router.post("/broadcast/preview", response_class=HTMLResponse)
@@ -263,12 +431,14 @@ def broadcast_preview(request: Request, session: AdminPost, form: BroadcastField
         with rt.store.session() as db:
             preview = preview_broadcast(db, event, _message_env(request), rt.settings, wanted)
             earlier = ledger.states_of(db, event.event.id, f"broadcast:{preview.broadcast_id}")
+            names = admin_data.names_of(db, [d for d, _ in preview.recipients])
     except BroadcastError as e:
         return _broadcast_form(request, session, form, str(e))
-    people = len({d for d, _ in preview.recipients})
-    return _page(
-        request, "admin_broadcast_preview.html", session, form=form, p=preview, people=people, earlier=earlier
-    )
+    problems = _problems_in_swedish(preview, event)
+    context: dict[str, Any] = {"form": form, "p": preview, "people": names, "earlier": earlier}
+    context["problems"] = problems
+    context["who_sends"] = _who_sends(request)
+    return _page(request, "admin_broadcast_preview.html", session, **context)
 
 
 @router.post("/broadcast/send")
@@ -283,7 +453,8 @@ def broadcast_send(
                 db, event, _message_env(request), rt.settings, wanted, rt.clock(), again=bool(again)
             )
     except BroadcastError as e:
-        return _broadcast_form(request, session, form, str(e))
+        return _broadcast_form(request, session, form, _swedish(str(e)))
+    _send_soon(request, created.rule)
     return RedirectResponse(f"/admin/broadcasts/{created.id}?nya={created.new_rows}", 303)
 
 
@@ -294,32 +465,75 @@ def broadcast_result(request: Request, session: Admin, broadcast_id: str, nya: i
         counts = ledger.states_of(db, event.event.id, f"broadcast:{broadcast_id}")
     if not counts:
         return _page(request, "admin_missing.html", session, 404, what=f"utskicket {broadcast_id}")
-    return _page(request, "admin_broadcast_result.html", session, id=broadcast_id, counts=counts, new=nya)
+    pending = sum(counts.get(s, 0) for s in PENDING_STATES)
+    context: dict[str, Any] = {"id": broadcast_id, "counts": counts, "new": nya, "pending": pending}
+    return _page(request, "admin_broadcast_result.html", session, who_sends=_who_sends(request), **context)
 
 
-def _request(form: dict[str, str], event: Event) -> BroadcastRequest:
-    """The form as the library's request: a template, or free text for the `broadcast` template."""
-    to = [part.strip() for part in form["to"].split("|") if part.strip()]
-    text = form["text"] if form["text"].strip() or not form["template"] else None
+def _request(form: BroadcastForm, event: Event) -> BroadcastRequest:
+    """The form as the library's request. Mistakes are named in Swedish before the library sees them."""
+    if not form.groups:
+        raise BroadcastError("Kryssa i vilka som ska få meddelandet.")
+    if not form.text.strip():
+        raise BroadcastError("Skriv meddelandet på svenska.")
     return make_request(
-        to,
+        audience_of(form.groups),
         event,
-        text=text,
-        template=form["template"] or None,
-        subject=form["subject"].strip() or None,
-        channel=form["channel"],
+        text=form.text,
+        subject=form.subject.strip() or None,
+        channel=form.channel if form.channel in CHANNEL_CHOICES else "auto",
+        text_en=form.text_en,
     )
 
 
+CHANNEL_CHOICES = ("auto", "sms", "email", "both")
+
+
+def _problems_in_swedish(preview: Preview, event: Event) -> list[str]:
+    problems = []
+    limit = event.event.sms_max_segments
+    if preview.sms_segments > limit:
+        problems.append(f"Sms:et blir {preview.sms_segments} delar; högst {limit} är tillåtet. Korta texten.")
+    if not preview.recipients:
+        problems.append("Ingen av de valda kan ta emot meddelandet. Kryssa i fler grupper.")
+    if preview.problems and not problems:
+        problems.append("Meddelandet kan inte skickas: " + "; ".join(preview.problems))
+    return problems
+
+
+def _swedish(error: str) -> str:
+    return error if error[:1].isupper() else f"Utskicket kunde inte skapas: {error}"
+
+
 def _broadcast_form(
-    request: Request, session: AdminSession, form: dict[str, str], error: str | None = None
+    request: Request, session: AdminSession, form: BroadcastForm, error: str | None = None
 ) -> HTMLResponse:
     event = _event(request)
-    names = sorted({rule.template for rule in event.rules})
-    segments = ["all", "attending", "not-responded", "declined"]
-    segments += [f"stop:{s.id}" for s in event.stops] + [f"language:{code}" for code in LANGUAGES]
-    context = {"form": form, "error": error, "template_names": names, "segments": segments}
+    with runtime(request).store.session() as db:
+        counts = admin_data.group_counts(db)
+    stops = [(f"stop:{s.id}", s.bus_label("sv"), counts.get(f"stop:{s.id}", 0)) for s in event.stops]
+    roles = [(f"role:{r}", ROLES.get(r, r), n) for r, n in _kinds(counts, "role")]
+    answers = [(f"rsvp:{a}", ANSWERS[a], counts.get(f"rsvp:{a}", 0)) for a in ("yes", "none", "no")]
+    boxes = [("Buss", stops), ("Roll", roles), ("Svar på inbjudan", answers)]
+    context: dict[str, Any] = {"form": form, "error": error, "boxes": boxes, "who_sends": _who_sends(request)}
     return _page(request, "admin_broadcast.html", session, 422 if error else 200, **context)
+
+
+def _kinds(counts: dict[str, int], kind: str) -> list[tuple[str, int]]:
+    return sorted((k.split(":", 1)[1], n) for k, n in counts.items() if k.startswith(f"{kind}:"))
+
+
+# -- sending from the dashboard -------------------------------------------------------------------
+
+
+def _who_sends(request: Request) -> str:
+    """ "here": this process delivers at once (no BROKER_URL); "workers": the broker's workers do."""
+    return "workers" if runtime(request).settings.broker_url else "here"
+
+
+def _send_soon(request: Request, rule: str) -> None:
+    """Deliver a batch created on the dashboard now, even when `kallelse web` is the only process."""
+    send_batch_in_background(runtime(request), _event(request).event.id, rule)
 
 
 def _message_env(request: Request) -> jinja2.Environment:
@@ -345,7 +559,7 @@ def _render(request: Request, name: str, session: AdminSession, **context: Any) 
     event = _event(request)
 
     def local(at: datetime | None) -> str:
-        return at.astimezone(event.tz).strftime("%Y-%m-%d %H:%M") if at else ""
+        return short_when(at.astimezone(event.tz)) if at else ""
 
     return templates.get_template(name).render(
         lang="sv",
@@ -354,10 +568,9 @@ def _render(request: Request, name: str, session: AdminSession, **context: Any) 
         csrf=session.csrf,
         logged_in=session.logged_in,
         local=local,
-        states=STATES,
         buckets=BUCKETS,
-        answers=ANSWERS,
-        channels=CHANNELS,
-        languages=LANGUAGES,
+        event=event,
+        phone=phone,
+        **words(event),
         **context,
     )

@@ -41,22 +41,148 @@ class TimelineGroup:
         return sum(self.counts.values())
 
 
-def delegates(session: Session, answer: str | None, search: str = "") -> tuple[list[DelegateRow], int]:
+@dataclass(frozen=True)
+class Filters:
+    """The delegate list's filters, as the overview's query string gives them ("" = any)."""
+
+    answer: str = ""  # yes | no | none
+    stop: str = ""  # a stop id, or "-" for those without a bus
+    role: str = ""
+    dinner: str = ""  # yes | no
+    search: str = ""
+
+
+def delegates(session: Session, filters: Filters) -> tuple[list[DelegateRow], int]:
     """At most LIST_LIMIT delegates (a national event has 100,000) and how many matched in all."""
-    query = select(DelegateRow)
-    if answer:
-        query = query.where(DelegateRow.rsvp == answer)
-    if search:
-        pattern = f"%{search.lower()}%"
+    query = select(DelegateRow).where(DelegateRow.cancelled_at.is_(None))
+    if filters.answer:
+        query = query.where(DelegateRow.rsvp == filters.answer)
+    if filters.stop:
+        query = query.where(
+            DelegateRow.stop.is_(None) if filters.stop == "-" else DelegateRow.stop == filters.stop
+        )
+    if filters.role:
+        query = query.where(DelegateRow.role == filters.role)
+    if filters.dinner:
+        query = query.where(DelegateRow.dinner.is_(True) if filters.dinner == "yes" else ~_eats())
+    if filters.search:
+        pattern = f"%{filters.search.lower()}%"
         query = query.where(
             func.lower(DelegateRow.name).like(pattern)
             | func.lower(DelegateRow.organisation).like(pattern)
             | func.lower(func.coalesce(DelegateRow.email, "")).like(pattern)
-            | (DelegateRow.id == search)
+            | (DelegateRow.id == filters.search)
         )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(DelegateRow.name, DelegateRow.id).limit(LIST_LIMIT))
     return list(rows), total
+
+
+def _eats():
+    return func.coalesce(DelegateRow.dinner, False).is_(True)
+
+
+def roles(session: Session) -> list[str]:
+    """The roles delegates have, for the filter and the broadcast form."""
+    return list(session.scalars(select(DelegateRow.role).distinct().order_by(DelegateRow.role)))
+
+
+def group_counts(session: Session) -> dict[str, int]:
+    """ "stop:hotel", "role:kso", "rsvp:yes" → how many (not cancelled) delegates are in that group."""
+    counts: dict[str, int] = {}
+    for column, kind in ((DelegateRow.stop, "stop"), (DelegateRow.role, "role"), (DelegateRow.rsvp, "rsvp")):
+        query = select(column, func.count()).where(DelegateRow.cancelled_at.is_(None)).group_by(column)
+        counts |= {f"{kind}:{value}": n for value, n in session.execute(query) if value}
+    return counts
+
+
+def names_of(session: Session, ids: list[str]) -> list[tuple[str, str]]:
+    """(id, name) for these delegates, by name: the recipients a preview lists."""
+    query = select(DelegateRow.id, DelegateRow.name).where(DelegateRow.id.in_(set(ids)))
+    return sorted(((i, n) for i, n in session.execute(query)), key=lambda pair: (pair[1], pair[0]))
+
+
+def phones_of(session: Session, ids: list[str | None]) -> dict[str, str]:
+    """delegate id → phone, for the "answer by SMS" and "call" actions."""
+    wanted = {i for i in ids if i}
+    query = select(DelegateRow.id, DelegateRow.phone).where(DelegateRow.id.in_(wanted))
+    return {i: p for i, p in session.execute(query) if p}
+
+
+# -- lists for the day ----------------------------------------------------------------------------
+
+# A delegate's best pickup-text state across channels: delivered beats sent beats anything still open.
+_PICKUP_RANK: dict[str, int] = {
+    LedgerState.DELIVERED: 6,
+    LedgerState.SENT: 5,
+    LedgerState.SENDING: 4,
+    LedgerState.QUEUED: 3,
+    LedgerState.PLANNED: 2,
+    LedgerState.UNKNOWN: 1,
+}
+
+
+@dataclass
+class Rider:
+    delegate: DelegateRow
+    pickup_state: str | None  # the pickup text's state; None: no pickup text planned for them
+
+
+@dataclass
+class StopList:
+    riders: list[Rider]  # those who said yes, then those who have not answered
+    declined: int
+
+    def count(self, answer: str) -> int:
+        return sum(1 for r in self.riders if r.delegate.rsvp == answer)
+
+    @property
+    def texted(self) -> int:
+        return sum(1 for r in self.riders if r.pickup_state in SENT_STATES)
+
+
+def pickup_rules(event: Event, stop_id: str) -> list[str]:
+    """The rules that tell people at this stop that the bus is coming."""
+    return [r.id for r in event.rules if r.anchor in ("own_stop", f"stop:{stop_id}")]
+
+
+def stop_list(session: Session, event: Event, stop_id: str) -> StopList:
+    """Who boards at a stop: name, organisation, phone, RSVP and whether their pickup text went."""
+    people = list(
+        session.scalars(
+            select(DelegateRow)
+            .where(DelegateRow.stop == stop_id, DelegateRow.cancelled_at.is_(None))
+            .order_by(DelegateRow.name, DelegateRow.id)
+        )
+    )
+    states = _best_states(session, event, pickup_rules(event, stop_id), [d.id for d in people])
+    boarding = [d for d in people if d.rsvp == "yes"] + [d for d in people if d.rsvp == "none"]
+    declined = sum(1 for d in people if d.rsvp == "no")
+    return StopList([Rider(d, states.get(d.id)) for d in boarding], declined)
+
+
+def _best_states(session: Session, event: Event, rules: list[str], ids: list[str]) -> dict[str, str]:
+    query = select(LedgerRow.delegate_id, LedgerRow.state).where(
+        LedgerRow.event_id == event.event.id, LedgerRow.rule.in_(rules), LedgerRow.delegate_id.in_(ids)
+    )
+    best: dict[str, str] = {}
+    for delegate_id, state in session.execute(query):
+        if _PICKUP_RANK.get(state, 0) >= _PICKUP_RANK.get(best.get(delegate_id, ""), 0):
+            best[delegate_id] = state
+    return best
+
+
+@dataclass
+class DinnerList:
+    coming: list[DelegateRow]  # said yes to the meeting and to dinner
+    unanswered: int  # want dinner but have not answered the invitation
+
+
+def dinner_list(session: Session) -> DinnerList:
+    query = select(DelegateRow).where(DelegateRow.cancelled_at.is_(None), _eats())
+    people = list(session.scalars(query.order_by(DelegateRow.name, DelegateRow.id)))
+    coming = [d for d in people if d.rsvp == "yes"]
+    return DinnerList(coming, sum(1 for d in people if d.rsvp == "none"))
 
 
 def timeline(session: Session, event: Event) -> dict[str, list[TimelineGroup]]:
@@ -117,13 +243,13 @@ def failures(session: Session, event: Event) -> list[tuple[LedgerRow, str]]:
     return [(row, name or "") for row, name in session.execute(query)]
 
 
-def unread_replies(session: Session) -> list[tuple[InboundRow, str]]:
-    """Replies we could not read (kind `unknown`), newest first, with the sender's name when known."""
+def recently_handled(session: Session, limit: int = 20) -> list[tuple[InboundRow, str]]:
+    """The replies organisers dealt with last, so a colleague sees what was done."""
     query = (
         select(InboundRow, DelegateRow.name)
         .outerjoin(DelegateRow, DelegateRow.id == InboundRow.delegate_id)
-        .where(InboundRow.kind == "unknown")
-        .order_by(InboundRow.received_at.desc(), InboundRow.id.desc())
-        .limit(LIST_LIMIT)
+        .where(InboundRow.handled_at.is_not(None))
+        .order_by(InboundRow.handled_at.desc(), InboundRow.id.desc())
+        .limit(limit)
     )
     return [(row, name or "") for row, name in session.execute(query)]
