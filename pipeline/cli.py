@@ -25,7 +25,26 @@ pass_rt = click.make_pass_decorator(Runtime)
 S = LedgerState
 
 
-@click.group()
+class KallelseGroup(click.Group):
+    """Outages and mistakes (a bad DATABASE_URL, an unreachable database or broker, a bad event file) end
+    a command in one line saying what and where, exit status 1; only a bug shows a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from pipeline.outages import describe
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            what = describe(e)
+            if what is None:
+                raise
+            click.echo(f"kallelse: {what}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=KallelseGroup)
 @click.option(
     "--event", "event_file", type=click.Path(path_type=Path), help="Event file (default: EVENT_FILE)."
 )
@@ -792,6 +811,8 @@ def status(rt: Runtime, fmt: str) -> None:
     event = _event_or_fail(rt)
     with rt.store.session() as session:
         result = event_status(session, event)
+    if rt.event_file.problem:
+        click.echo(f"Event file does not load, the last good version is in force: {rt.event_file.problem}")
     if fmt == "json":
         click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
         return

@@ -78,6 +78,10 @@ COLUMNS = ("id", "name", "email", "phone", "language", "organisation", "role", "
 YES = frozenset({"yes", "y", "ja", "j", "true", "1", "x"})
 NO = frozenset({"no", "n", "nej", "false", "0"})
 
+# What the database holds per column (store/models.py; tests check they agree). SQLite would store longer
+# text, PostgreSQL refuses it: the import checks, so a file is stored alike on both.
+MAX_LENGTHS = {"id": 64, "name": 200, "email": 254, "phone": 20, "organisation": 200, "role": 50, "stop": 50}
+
 Parsers = dict[str, Callable[[str], Any]]
 Seen = dict[tuple[str, str], int]  # (column, comparable value) -> line of the accepted row
 
@@ -125,7 +129,15 @@ def parse_delegates(data: bytes, source: str, stops: Collection[str]) -> ImportR
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
     state = _Import(source, _parsers(stops))
     line = 1
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # a quote in the wrong place, a cell of over 128 KiB: this row only
+            state.result.errors.append(f"{source}:{line}: row: cannot be read as CSV ({e}); check its quotes")
+            line = reader.line_num + 1
+            continue
         if any(cell.strip() for cell in row):  # blank lines and Excel's ";;;;" rows are skipped
             state.add(row, line)
         line = reader.line_num + 1  # the next record starts after this one, quoted newlines included
@@ -233,13 +245,26 @@ def _parse_cells(
         position = header.index.get(column)
         text = row[position].strip() if position is not None and position < len(row) else ""
         try:
-            values[column] = parse(text)
+            values[column] = _checked(column, parse(_no_nul(text)))
         except _Invalid as e:
             problems.append((column, str(e)))
     if not values.get("email") and not values.get("phone") and not _failed(problems, "email", "phone"):
         label = f"{header.label('email')}/{header.label('phone')}"
         problems.append((label, "give at least one of email or phone"))
     return values, problems
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise _Invalid("contains a NUL character (a damaged or binary file?); retype the value")
+    return text
+
+
+def _checked(column: str, value: Any) -> Any:
+    limit = MAX_LENGTHS.get(column)
+    if limit is not None and isinstance(value, str) and len(value) > limit:
+        raise _Invalid(f"too long ({len(value)} characters, at most {limit})")
+    return value
 
 
 def _failed(problems: list[tuple[str, str]], *columns: str) -> bool:

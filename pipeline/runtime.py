@@ -8,6 +8,7 @@ channels (the twilio HTTP client and an SMTP connection are not thread-safe).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,12 +19,16 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from pipeline.channels.base import EmailChannel, SmsChannel
+from pipeline.errors import ConfigError
 from pipeline.links import LinkSigner
 from pipeline.settings import Settings
-from pipeline.timetable import Event, load_event
+from pipeline.timetable import Event, load_event, parse_event
 
 if TYPE_CHECKING:
     from pipeline.store import Store
+
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -31,26 +36,60 @@ def utc_now() -> datetime:
 
 
 class EventFile:
-    """The event, re-read when its file changes: organisers edit it while everything runs."""
+    """The event, re-read when its file changes: organisers edit it while everything runs.
 
-    def __init__(self, path: Path):
+    The last good version stays in force: a file that does not load (saved half-way, a typo) is reported
+    once (`problem`, the log) and ignored until it loads again, so no message fails and no page breaks
+    because of it. Only a process that has never had a good version (and no `fallback`) raises."""
+
+    def __init__(self, path: Path, fallback: Callable[[], tuple[Event, str] | None] | None = None):
         self.path = Path(path)
+        self.fallback = fallback  # the event as last applied (the database's snapshot), for a cold start
         self._event: Event | None = None
-        self._mtime = -1.0
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
         self._lock = threading.Lock()
         self.version = 0  # bumped on every reload: what caches derived from the event compare against
+        self.problem: str | None = None  # why the file on disk is not the version in force
+        self.loaded_mtime = 0.0  # of the version in force
+        self.loaded_text = ""
 
     def load(self) -> Event:
         try:
-            mtime = self.path.stat().st_mtime
+            stat = self.path.stat()
+            seen = (stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
-            return load_event(self.path)  # raises the ConfigError that names the missing file
+            seen = None
         with self._lock:
-            if self._event is None or mtime != self._mtime:
-                self._event = load_event(self.path)
-                self._mtime = mtime
-                self.version += 1
+            if self._event is None or seen != self._seen:
+                self._read(seen)
+            assert self._event is not None
             return self._event
+
+    def _read(self, seen: tuple[int, int] | None) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8") if seen else ""
+            event = load_event(self.path) if not seen else parse_event(text, str(self.path))
+        except (ConfigError, OSError, UnicodeDecodeError) as e:
+            self._keep_last_good(seen, e)
+            return
+        if self.problem:
+            log.warning("%s loads again; it is in force now", self.path)
+        self._event, self._seen, self.problem = event, seen, None
+        self.loaded_mtime, self.loaded_text = (seen[0] / 1e9 if seen else 0.0), text
+        self.version += 1
+
+    def _keep_last_good(self, seen: tuple[int, int] | None, error: Exception) -> None:
+        problem = "; ".join(error.problems) if isinstance(error, ConfigError) else f"{self.path}: {error}"
+        if self._event is None and self.fallback is not None:
+            applied = self.fallback()
+            if applied is not None:
+                self._event, self.loaded_text = applied
+                self.version += 1
+        if self._event is None:
+            raise error if isinstance(error, ConfigError) else ConfigError(problem)
+        if problem != self.problem:
+            log.error("%s; the last good version stays in force until the file is fixed", problem)
+        self._seen, self.problem = seen, problem
 
 
 class Runtime:
@@ -60,7 +99,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         self.signer = LinkSigner(settings.secret_key.get_secret_value(), settings.public_url)
-        self.event_file = EventFile(settings.event_file)
+        self.event_file = EventFile(settings.event_file, self._applied_event)
         self._store = store
         self._owns_store = store is None
         self._local = threading.local()
@@ -81,6 +120,20 @@ class Runtime:
     def event(self) -> Event:
         """The event file as it is now; a file that does not load raises ConfigError."""
         return self.event_file.load()
+
+    def _applied_event(self) -> tuple[Event, str] | None:
+        """The event as last applied (stored in the database), when the file has never loaded here."""
+        from pipeline.store.snapshots import latest_applied
+
+        try:
+            with self.store.session() as session:
+                snapshot = latest_applied(session)
+        except Exception:  # no database either: the file's own error is the one to report
+            return None
+        if snapshot is None:
+            return None
+        source = f"the event as applied (sequence {snapshot.sequence})"
+        return parse_event(snapshot.toml, source), snapshot.toml
 
     @cached_property
     def templates(self) -> jinja2.Environment:

@@ -61,14 +61,19 @@ class Settings(BaseSettings):
     admin_password: SecretStr = SecretStr("")
     login_rate_limit: str = "10/minute"  # login attempts per client address (`limits` notation)
 
-    # Delivery policy
+    # Delivery policy. A transient failure is retried until the message's own validity ends (a broadcast's
+    # 12 hours); MAX_ATTEMPTS only bounds rows that have no validity.
     max_attempts: int = 6
     retry_min_backoff_ms: int = 2_000
     retry_max_backoff_ms: int = 300_000
     requeue_after_seconds: int = 120  # a queued row older than this was lost by the broker
+    scheduler_lease_seconds: float = 10.0  # a standby scheduler takes over this long after the active died
+    healthz_max_tick_age_seconds: float = 30.0  # /healthz is unhealthy when the last tick is older
 
     @property
     def effective_database_url(self) -> str:
+        if self.database_url.startswith("postgres://"):  # what Heroku-like platforms hand out
+            return "postgresql://" + self.database_url.removeprefix("postgres://")
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'kallelse.sqlite3'}"

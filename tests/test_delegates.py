@@ -394,3 +394,46 @@ def test_reading_from_disk_names_the_path_in_errors(tmp_path: Path) -> None:
     assert read_delegates(path, STOPS).errors == [f"{path}:2: phone: '070-12' is not a valid phone number"]
     with pytest.raises(DelegateImportError, match=r"saknas\.csv: cannot read the file"):
         read_delegates(tmp_path / "saknas.csv", STOPS)
+
+
+# --- What the database enforces, checked before storing -------------------------------------------
+
+
+def test_a_nul_character_in_a_cell_is_reported_with_line_and_column() -> None:
+    result = parse(one_row(name="Anna\x00Berg"))
+    assert result.delegates == []
+    assert result.errors == [
+        "delegates.csv:2: name: contains a NUL character (a damaged or binary file?); retype the value"
+    ]
+
+
+def test_a_cell_longer_than_the_database_column_is_reported() -> None:
+    result = parse(one_row(organisation="x" * 201))
+    assert result.errors == ["delegates.csv:2: organisation: too long (201 characters, at most 200)"]
+
+
+def test_a_row_the_csv_reader_cannot_read_is_reported_and_the_next_rows_still_count() -> None:
+    text = (
+        HEADER
+        + "\n"
+        + 'b1,"Bo" Ek,,0701740601\n'
+        + "c1,Cilla,"
+        + "x" * 140_000
+        + ",0701740602\n"
+        + GOOD
+        + "\n"
+    )
+    result = parse(text)
+    assert [d.id for d in result.delegates] == ["b1", "a1"]
+    assert result.errors == [
+        "delegates.csv:3: row: cannot be read as CSV (field larger than field limit (131072)); "
+        "check its quotes"
+    ]
+
+
+def test_the_import_limits_match_the_database_columns() -> None:
+    from pipeline.delegates import MAX_LENGTHS
+    from pipeline.store.models import DelegateRow
+
+    columns = DelegateRow.__table__.columns
+    assert {name: columns[name].type.length for name in MAX_LENGTHS} == MAX_LENGTHS

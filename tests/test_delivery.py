@@ -29,6 +29,7 @@ from pipeline.store import open_store
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import upsert_delegates
 from pipeline.store.responses import set_sms_opt_out
+from tests.twilio_server import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 # The invitation rule is due 7 weeks before the start: Thursday 7 October 2021 at 09:00 local.
@@ -211,15 +212,41 @@ def test_smtp_550_fails_at_once_without_retry(pipeline, smtp_server):
 
 
 @pytest.mark.redis
-def test_transient_failures_give_up_after_max_attempts_with_the_last_error(pipeline, twilio_server):
-    """A provider that stays down fails the row after MAX_ATTEMPTS, never retrying forever."""
-    twilio_server.fail_next(50, 503)
+def test_transient_failures_are_retried_past_max_attempts_while_the_message_is_valid(pipeline, twilio_server):
+    """A provider outage longer than MAX_ATTEMPTS retries loses nothing still worth sending: the row goes
+    out once the provider is back."""
+    twilio_server.fail_next(10, 503)
     plan_and_enqueue(pipeline)
     pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
     row = pipeline.row("invitation:-:bo:sms")
-    assert (row.state, row.attempts) == ("failed", 4)
-    assert "gave up after 4 attempts" in row.reason
-    assert len(twilio_server.requests) == 4
+    assert (row.state, row.attempts) == ("sent", 11)
+    assert len(twilio_server.messages) == 1
+
+
+@pytest.mark.redis
+def test_a_message_whose_validity_ends_while_retrying_is_expired_with_the_last_error(pipeline, twilio_server):
+    """Once the next retry would come after the message's validity, the row ends `expired` and says why."""
+    twilio_server.fail_next(1000, 503)
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(lambda: pipeline.row("invitation:-:bo:sms").attempts >= 2)
+    pipeline.rt.clock = Clock(datetime(2021, 11, 24, 10, 59, 59, 999000, tzinfo=UTC))  # until 24 Nov 12:00
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    row = pipeline.row("invitation:-:bo:sms")
+    assert row.state == "expired"
+    assert "validity ended while retrying" in row.reason
+    assert "HTTP 503" in row.reason
+    assert twilio_server.messages == []
+
+
+@pytest.mark.redis
+def test_a_retry_waits_at_least_as_long_as_twilios_retry_after(pipeline, twilio_server):
+    """A 429 with Retry-After: 1 is not retried after the 20–100 ms backoff but after a second."""
+    twilio_server.script(None, [Reply(429, retry_after=1)])
+    plan_and_enqueue(pipeline)
+    pipeline.wait_until(pipeline.settled("invitation:-:bo:sms"))
+    first, second = twilio_server.request_times[:2]
+    assert second - first >= 1.0
+    assert pipeline.row("invitation:-:bo:sms").state == "sent"
 
 
 @pytest.mark.redis

@@ -466,7 +466,7 @@ def test_the_web_server_serves_the_app_on_its_port_and_stops(tmp_path) -> None:
     server = WebServer(Runtime(make_settings(tmp_path, port=free_port())))
     server.start()
     try:
-        assert httpx.get(f"{server.url}/healthz", timeout=5).text == "ok"
+        assert httpx.get(f"{server.url}/healthz", timeout=5).json()["database"] == "ok"
     finally:
         server.stop()
     with pytest.raises(httpx.ConnectError):

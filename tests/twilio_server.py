@@ -15,6 +15,8 @@ Scripting, consumed in order, per number or for any number:
     server.script(None, [Reply(201, delay=2.0)])     # answer late (client timeouts)
     server.script(None, [Reply(hang_up=True)])       # close the connection without answering
     server.opt_out("+46709999999")                   # 21610 for that number until opt_in()
+    server.script(None, [Reply(429, retry_after=3)]) # with a Retry-After header (seconds)
+    server.outage([(429, 60.0), (503, 30.0)], retry_after=5)  # every request, by the clock, from now
 Scripted 429s carry code 20429; scripted 503s a non-JSON body (as a load balancer sends); other statuses the
 code given or the status itself. `server.requests` records every POST (accepted or not), `server.messages`
 the accepted ones.
@@ -27,6 +29,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +62,7 @@ class Reply:
     code: int | None = None
     delay: float = 0.0
     hang_up: bool = False
+    retry_after: float | None = None  # sent as a Retry-After header
 
 
 @dataclass
@@ -78,9 +82,11 @@ class SentSms:
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[dict[str, str]] = field(default_factory=list)
+    request_times: list[float] = field(default_factory=list)  # time.monotonic() of each POST
     messages: list[SentSms] = field(default_factory=list)
     scripts: dict[str | None, deque[Reply]] = field(default_factory=dict)
     opted_out: set[str] = field(default_factory=set)
+    outage: list[tuple[float, Reply]] = field(default_factory=list)  # (until, monotonic clock) → reply
 
 
 class FakeTwilio:
@@ -129,6 +135,11 @@ class FakeTwilio:
             return list(self._state.requests)
 
     # -- what a test scripts ------------------------------------------------------------------------------
+    @property
+    def request_times(self) -> list[float]:
+        with self._state.lock:
+            return list(self._state.request_times)
+
     def script(self, to: str | None, replies: list[int | Reply]) -> None:
         """Answer the next requests to `to` (None: any number) with these replies, in order."""
         with self._state.lock:
@@ -137,6 +148,15 @@ class FakeTwilio:
 
     def fail_next(self, n: int, status: int, code: int | None = None) -> None:
         self.script(None, [Reply(status, code)] * n)
+
+    def outage(self, phases: list[tuple[int, float]], retry_after: float | None = None) -> None:
+        """From now, answer every POST with each phase's status for its seconds, then normally again."""
+        at, schedule = time.monotonic(), []
+        for status, seconds in phases:
+            at += seconds
+            schedule.append((at, Reply(status, retry_after=retry_after)))
+        with self._state.lock:
+            self._state.outage = schedule
 
     def opt_out(self, number: str) -> None:
         with self._state.lock:
@@ -149,6 +169,10 @@ class FakeTwilio:
     # -- used by the handler ------------------------------------------------------------------------------
     def _next_reply(self, to: str) -> Reply | None:
         with self._state.lock:
+            now = time.monotonic()
+            phase = next((reply for until, reply in self._state.outage if now < until), None)
+            if phase is not None:
+                return phase
             for target in (to, None):
                 queue = self._state.scripts.get(target)
                 if queue:
@@ -158,6 +182,7 @@ class FakeTwilio:
     def _record_request(self, form: dict[str, str]) -> None:
         with self._state.lock:
             self._state.requests.append(form)
+            self._state.request_times.append(time.monotonic())
 
     def _accept(self, form: dict[str, str]) -> SentSms:
         sms = SentSms(
@@ -325,11 +350,12 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if reply.status < 300:
             return True
+        headers = {"Retry-After": f"{reply.retry_after:g}"} if reply.retry_after is not None else {}
         if reply.status == 503:
-            self._send(503, b"<html><body>503 Service Unavailable</body></html>", "text/html")
+            self._send(503, b"<html><body>503 Service Unavailable</body></html>", "text/html", headers)
         else:
             code = reply.code or (20429 if reply.status == 429 else reply.status)
-            self._send_error(reply.status, code)
+            self._send_json(reply.status, self.fake.error(reply.status, code), headers)
         return False
 
     def _create(self, form: dict[str, str]) -> None:
@@ -349,11 +375,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, status: int, code: int, **fields: str) -> None:
         self._send_json(status, self.fake.error(status, code, **fields))
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8")
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -13,12 +13,14 @@ Errors are translated here and nowhere else:
 A TransientDeliveryError with `maybe_sent` (codes "timeout", "disconnected") is ambiguous: the request went
 out but no answer came back, so Twilio may have accepted the SMS. `find_sent` (list Messages by To and
 DateSent) reconciles before it is sent again. Code "network" means nothing reached Twilio.
+A `Retry-After` header on the refusal is put on the error (`retry_after`, seconds) for the worker's backoff.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
 import requests
@@ -39,6 +41,33 @@ _http_log.setLevel(logging.WARNING)
 
 # Twilio answers these with a 4xx status, yet waiting helps: too many requests, the From number's queue full.
 _TRANSIENT_CODES = {20429, 21611}
+MAX_RETRY_AFTER = 3600.0  # seconds: a header asking for longer is read as "an hour"
+
+
+class _HttpClient(TwilioHttpClient):
+    """Remembers the last answer's Retry-After: the library's exceptions drop the response headers."""
+
+    retry_after: float | None = None
+
+    def request(self, *args, **kwargs):
+        self.retry_after = None
+        response = super().request(*args, **kwargs)
+        self.retry_after = retry_after_seconds((response.headers or {}).get("Retry-After"))
+        return response
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """HTTP Retry-After (seconds, or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - (now or datetime.now(UTC))).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 class TwilioSms:
@@ -57,9 +86,8 @@ class TwilioSms:
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.status_callback_base = status_callback_base
-        self.client = Client(
-            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout, logger=_http_log)
-        )
+        self.http = _HttpClient(timeout=timeout, logger=_http_log)
+        self.client = Client(account_sid, auth_token, http_client=self.http)
         if api_url:
             self.client.api.base_url = api_url.rstrip("/")
             # TWILIO_EDGE / TWILIO_REGION in the environment would otherwise rewrite the host we were given.
@@ -69,7 +97,9 @@ class TwilioSms:
         try:
             created = self.client.messages.create(**self._params(message))
         except (TwilioException, requests.RequestException) as e:
-            raise _translate(e, message) from e
+            error = _translate(e, message)
+            error.retry_after = self.http.retry_after if isinstance(e, TwilioException) else None
+            raise error from e
         log.info("twilio accepted %s to %s as %s", message.key, mask_phone(message.to), created.sid)
         return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"))
 

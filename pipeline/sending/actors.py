@@ -19,11 +19,13 @@ from pipeline.sending.worker import RetryLater, send_row
 
 QUEUE = "deliver"
 ACTOR_NAME = "deliver"  # what the broker's messages name: keep it, or queued messages lose their actor
+DRAMATIQ_MAX_RETRIES = 10_000  # 12 hours of validity at a 5-minute backoff is ~150 retries
 
 
 def declare(runtime: Runtime, broker: dramatiq.Broker) -> dramatiq.Actor:
-    """Bind the `deliver` actor. Our own attempt counter (MAX_ATTEMPTS) decides when to give up; dramatiq's
-    max_retries is only a backstop above it."""
+    """Bind the `deliver` actor. `send_row` decides when to give up (a row's validity, or MAX_ATTEMPTS when
+    it has none); dramatiq's max_retries is only a backstop far above it (a row it drops stays `queued` and
+    the scheduler enqueues it again)."""
 
     def deliver(row_id: int) -> None:
         try:
@@ -35,7 +37,7 @@ def declare(runtime: Runtime, broker: dramatiq.Broker) -> dramatiq.Actor:
         actor_name=ACTOR_NAME,
         queue_name=QUEUE,
         broker=broker,
-        max_retries=runtime.settings.max_attempts + 2,
+        max_retries=DRAMATIQ_MAX_RETRIES,
         min_backoff=runtime.settings.retry_min_backoff_ms,
         max_backoff=runtime.settings.retry_max_backoff_ms,
     )(deliver)

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from pipeline.errors import BrokerUnavailable
+from pipeline.outages import describe
 from pipeline.runtime import Runtime
 from pipeline.sending import actors
 from pipeline.sending.broker import make_broker
@@ -37,6 +39,14 @@ def enqueue_batch(rt: Runtime, event_id: str, rule: str) -> int:
         deliver = actors.declare(rt, broker)
         for row_id in ids:
             deliver.send(row_id)
+    except Exception as e:
+        what = describe(e)
+        if what is None or not what.startswith("broker"):
+            raise
+        raise BrokerUnavailable(
+            f"{what}: the {len(ids)} messages are stored and queued; the scheduler hands them to the "
+            f"workers once the broker is back (REQUEUE_AFTER_SECONDS={rt.settings.requeue_after_seconds})"
+        ) from None
     finally:
         broker.close()
     return len(ids)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pipeline.channels.base import EmailMessage, FindsSent, SmsMessage
-from pipeline.errors import PermanentDeliveryError, TransientDeliveryError
+from pipeline.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from pipeline.runtime import Runtime
 from pipeline.states import LedgerState
-from pipeline.store import ledger
+from pipeline.store import leases, ledger
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import load_delegates
 
@@ -72,6 +72,8 @@ def send_row(rt: Runtime, row_id: int) -> Outcome:
         return _finish(rt, row, S.SKIPPED, "opted out of email")
     try:
         message = build_message(rt, row, delegate)
+    except ConfigError as e:  # no good event file in this process yet: it may be fixed in a moment
+        return _retry_or_fail(rt, row, TransientDeliveryError(f"event file: {e}", code="event-file"))
     except Exception as e:  # a template, rule or data problem: retrying cannot help
         log.exception("cannot render %s", row.key)
         return _finish(rt, row, S.FAILED, f"cannot render: {e}")
@@ -81,8 +83,10 @@ def send_row(rt: Runtime, row_id: int) -> Outcome:
         else:
             receipt = rt.email_channel().send(message)
     except PermanentDeliveryError as e:
+        _count_error(rt, row, e)
         return _finish(rt, row, S.FAILED, str(e), e.code)
     except TransientDeliveryError as e:
+        _count_error(rt, row, e)
         if e.maybe_sent:
             return _reconcile(rt, row, message, e)
         return _retry_or_fail(rt, row, e)
@@ -112,14 +116,24 @@ def _reconcile(rt: Runtime, row: LedgerRow, message, error: TransientDeliveryErr
 
 
 def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -> Outcome:
-    if row.attempts >= rt.settings.max_attempts:
-        return _finish(rt, row, S.FAILED, f"gave up after {row.attempts} attempts: {error}", error.code)
+    """Retry with backoff (at least the provider's Retry-After) while the message is still worth sending:
+    until its validity ends, or for MAX_ATTEMPTS when it has none."""
     delay = backoff_ms(row.attempts, rt.settings.retry_min_backoff_ms, rt.settings.retry_max_backoff_ms)
+    delay = max(delay, int((error.retry_after or 0) * 1000))
     now = rt.clock()
+    if row.expires_at is not None and now + timedelta(milliseconds=delay) >= row.expires_at:
+        return _finish(rt, row, S.EXPIRED, f"its validity ended while retrying; last error: {error}")
+    if row.expires_at is None and row.attempts >= rt.settings.max_attempts:
+        return _finish(rt, row, S.FAILED, f"gave up after {row.attempts} attempts: {error}", error.code)
     with rt.store.session() as session:
         ledger.mark_retry(session, row.id, str(error), error.code, now, now + timedelta(milliseconds=delay))
     log.info("retrying %s in %d ms: %s", row.key, delay, error)
     raise RetryLater(delay, str(error))
+
+
+def _count_error(rt: Runtime, row: LedgerRow, error: DeliveryError) -> None:
+    with rt.store.session() as session:
+        leases.count_provider_error(session, row.channel, error.code or "unknown")
 
 
 def _finish(rt: Runtime, row: LedgerRow, state: LedgerState, reason: str, code: str | None = None) -> Outcome:

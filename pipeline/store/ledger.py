@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Result, and_, func, insert, or_, select, update
+from sqlalchemy import Result, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -104,8 +105,8 @@ def _sync_chunk(session: Session, chunk: Sequence[PlannedSend], now: datetime, c
             )
         else:
             counts.unchanged += 1
-    if inserts:
-        session.execute(insert(LedgerRow), inserts)
+    added = insert_new(session, inserts)
+    counts.unchanged += len(inserts) - added  # another scheduler inserted them first
     if updates:
         # Guarded by state: a scheduler that queued the row meanwhile wins, and this update is void.
         for values in updates:
@@ -114,8 +115,22 @@ def _sync_chunk(session: Session, chunk: Sequence[PlannedSend], now: datetime, c
                 .where(LedgerRow.id == values["id"], LedgerRow.state.in_(OPEN_STATES))
                 .values({k: v for k, v in values.items() if k != "id"})
             )
-    counts.added += len(inserts)
+    counts.added += added
     counts.moved += len(updates)
+
+
+def insert_for(session: Session):
+    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite spell it alike)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def insert_new(session: Session, rows: list[dict]) -> int:
+    """Insert ledger rows whose key is not there yet (INSERT … ON CONFLICT DO NOTHING): a second scheduler
+    planning the same sends at the same moment adds nothing instead of failing. Returns how many were new."""
+    if not rows:
+        return 0
+    statement = insert_for(session)(LedgerRow).on_conflict_do_nothing(index_elements=["key"])
+    return len(session.execute(statement.returning(LedgerRow.id), rows).all())
 
 
 def _ledger_state(send: PlannedSend) -> LedgerState:
@@ -428,10 +443,7 @@ def add_payload_messages(
     """Store the messages not stored yet (by key), due `now`; return how many were new. The planner never
     cancels them (they have a payload)."""
     existing = existing_keys(session, [m.key for m in messages])
-    rows = [_payload_values(m, event_id, now) for m in messages if m.key not in existing]
-    if rows:
-        session.execute(insert(LedgerRow), rows)
-    return len(rows)
+    return insert_new(session, [_payload_values(m, event_id, now) for m in messages if m.key not in existing])
 
 
 def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:

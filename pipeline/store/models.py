@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -175,3 +176,29 @@ class AppliedEventRow(Base):
     sequence: Mapped[int] = mapped_column(Integer)
     toml: Mapped[str] = mapped_column(Text)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SchedulerLeaseRow(Base):
+    """Which scheduler is active, and its heartbeat. One row per lease name ("scheduler").
+
+    The holder renews `expires_at` on every tick; a standby takes the row over once it has expired. The
+    last tick's time and duration are what `/healthz` and `/metrics` report."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tick_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class ProviderErrorRow(Base):
+    """How many times each provider error code was seen, per channel: the `/metrics` counter, kept in the
+    database because workers, scheduler and web are separate processes."""
+
+    __tablename__ = "provider_errors"
+
+    channel: Mapped[str] = mapped_column(String(10), primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

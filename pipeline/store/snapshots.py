@@ -15,6 +15,12 @@ def latest_snapshot(session: Session, event_id: str) -> AppliedEventRow | None:
     return session.scalars(query.order_by(AppliedEventRow.sequence.desc()).limit(1)).first()
 
 
+def latest_applied(session: Session) -> AppliedEventRow | None:
+    """The most recently applied event file of any event (a process that cannot read its file)."""
+    query = select(AppliedEventRow).order_by(AppliedEventRow.applied_at.desc(), AppliedEventRow.id.desc())
+    return session.scalars(query.limit(1)).first()
+
+
 def store_snapshot(session: Session, event_id: str, text: str, sequence: int, now: datetime) -> None:
     session.add(AppliedEventRow(event_id=event_id, sequence=sequence, toml=text, applied_at=now))
     session.flush()

@@ -567,6 +567,7 @@ def _render(request: Request, name: str, session: AdminSession, **context: Any) 
         path=request.url.path,
         csrf=session.csrf,
         logged_in=session.logged_in,
+        event_file_problem=runtime(request).event_file.problem,
         local=local,
         buckets=BUCKETS,
         event=event,

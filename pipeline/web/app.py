@@ -4,8 +4,10 @@ with (`request.app.state.runtime`: settings, store, event, templates, signer, cl
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from pipeline.health import check_health, metrics_text
 from pipeline.runtime import Runtime
 from pipeline.web import admin, pages, twilio
 from pipeline.web.admin_auth import LoginLimiter
@@ -20,8 +22,15 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(admin.router)
 
-    @app.get("/healthz", response_class=PlainTextResponse)
-    def healthz() -> str:
-        return "ok"
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """200 when the database, the broker and the scheduler's heartbeat are fine; else 503 and why."""
+        health = check_health(rt)
+        body = {"ok": health.ok, **health.checks, "scheduler_tick_age_seconds": health.tick_age}
+        return JSONResponse(body, status_code=200 if health.ok else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(metrics_text(rt), media_type=CONTENT_TYPE_LATEST)
 
     return app
