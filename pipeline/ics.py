@@ -1,78 +1,139 @@
-"""The event as an iCalendar file: one VEVENT with a stable UID, so a later SEQUENCE updates it."""
+"""A delegate's own calendar file: one VEVENT per day of the event, published, not an invitation.
+
+- `METHOD:PUBLISH`: a calendar to add, not a meeting request. REQUEST (with an ORGANIZER and no ATTENDEE)
+  made mail clients offer Accept/Decline and mail the answer to the secretariat, never to kallelse; the
+  answer belongs on the RSVP page, linked from the description.
+- One VEVENT per day, so the night between is free. UIDs are the event id and the day's number: stable
+  across re-sends, so a later SEQUENCE (the applied event file's) updates the same entries.
+- The day starts where *this* delegate starts: their own pickup point and time on the bus day, the first
+  item after the bus for those who do not ride it; dinner counts only for those who eat with us.
+- DTSTAMP is when the file was made (the caller's clock), as RFC 5545 says.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 
 import icalendar
 
+from pipeline.delegates import Delegate
 from pipeline.render import clock, day, group_by_day, item_view, language_code, phone
-from pipeline.timetable import Event
+from pipeline.timetable import Event, Item
+
+_DAY = {"sv": "dag {n}", "en": "day {n}"}
+_ANSWER = {"sv": "Ditt svar (ändra när du vill)", "en": "Your answer (change it any time)"}
+_ASK = {"sv": "Frågor", "en": "Questions"}
+_TBA = {"sv": "mötesplatsen meddelas senare", "en": "meeting point to be announced"}
 
 
-def event_ics(
-    event: Event,
-    *,
-    sequence: int = 0,
-    method: str = "REQUEST",
-    stamp: datetime | None = None,
-    language: str | None = None,
+@dataclass(frozen=True)
+class DayPlan:
+    """One day as this delegate lives it."""
+
+    number: int
+    start: datetime  # aware, local
+    end: datetime
+    location: str
+    items: tuple[Item, ...]
+
+
+def delegate_ics(
+    event: Event, delegate: Delegate, *, stamp: datetime, sequence: int = 0, rsvp_url: str | None = None
 ) -> bytes:
-    """The event as one VEVENT with a stable UID: a later SEQUENCE updates the same calendar entry.
-
-    One VEVENT for the whole meeting, not one per day: an iTIP REQUEST carries a single UID, Outlook and
-    Gmail act on one event per invitation, and one UID is one entry to update or cancel. `stamp`
-    (DTSTAMP) defaults to the event's start so the same input gives the same bytes: the worker makes one
-    .ics per event version and sequence (`Runtime.cached`) and passes no stamp.
-    """
-    lang = language_code(language or event.event.default_language)
-    start, end = event.local(event.event.start), event.local(event.event.end)
-    venue = event.event.venue
-    organiser = event.contact("secretariat") if _has_contact(event, "secretariat") else event.duty_contact
-    vevent = icalendar.Event()
-    vevent.add("uid", f"{event.event.id}@kallelse")
-    vevent.add("sequence", sequence)
-    vevent.add("dtstamp", (stamp or start).astimezone(UTC))
-    vevent.add("dtstart", start)
-    vevent.add("dtend", end)
-    vevent.add("summary", event.event.name(lang))
-    vevent.add("location", f"{venue.name}, {venue.address}, {venue.city}")
-    vevent.add("description", _ics_description(event, lang))
-    organizer = icalendar.vCalAddress(f"mailto:{organiser.email}")
-    organizer.params["cn"] = icalendar.vText(organiser.name)
-    vevent.add("organizer", organizer)
-    vevent.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
-    vevent.add("transp", "OPAQUE")
+    """The delegate's days as a PUBLISH calendar, in their language."""
+    lang = language_code(delegate.language)
     cal = icalendar.Calendar()
     cal.add("prodid", "-//kallelse//kallelse//EN")
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
-    cal.add("method", method)
-    cal.add_component(_vtimezone(event, start, end))  # before the VEVENT: Outlook reads it first
-    cal.add_component(vevent)
+    cal.add("method", "PUBLISH")
+    days = delegate_days(event, delegate)
+    cal.add_component(_vtimezone(event.event.timezone, days[0].start.year, days[-1].end.year))
+    for plan in days:
+        cal.add_component(_vevent(event, delegate, plan, lang, stamp, sequence, rsvp_url))
     return cal.to_ical()
 
 
-def _has_contact(event: Event, contact_id: str) -> bool:
-    return any(c.id == contact_id for c in event.contacts)
+def delegate_days(event: Event, delegate: Delegate) -> list[DayPlan]:
+    """The event's days for this delegate: what they attend, from their own start to their last item."""
+    by_date: dict[date, list[Item]] = {}
+    for item in sorted(event.items, key=lambda i: i.start):
+        if _attends(event, delegate, item):
+            by_date.setdefault(item.start.date(), []).append(item)
+    return [_day_plan(event, delegate, n, items) for n, items in enumerate(by_date.values(), start=1)]
 
 
-def _vtimezone(event: Event, start: datetime, end: datetime) -> icalendar.Timezone:
-    # Only the transitions of the event's year(s): a short VTIMEZONE that Outlook and Google both read.
-    return icalendar.Timezone.from_tzinfo(
-        event.tz,
-        tzid=event.event.timezone,
-        first_date=date(start.year, 1, 1),
-        last_date=date(end.year + 1, 1, 1),
-    )
+def _attends(event: Event, delegate: Delegate, item: Item) -> bool:
+    if item.kind == "bus":
+        return delegate.stop in item.stops
+    if item.kind == "dinner":
+        return delegate.dinner is True  # as in the practical email: dinner only for those who eat
+    return True
 
 
-def _ics_description(event: Event, lang: str) -> str:
-    lines: list[str] = []
-    for d in group_by_day(item_view(event, i, lang) for i in event.items):
-        lines += ["", day(d.date, lang).upper()] if lines else [day(d.date, lang).upper()]
-        lines += [f"{clock(i.start, lang)} {i.title}" for i in d.items]
+def _day_plan(event: Event, delegate: Delegate, number: int, items: list[Item]) -> DayPlan:
+    first = items[0]
+    venue = event.event.venue
+    start, location = event.local(first.start), f"{venue.name}, {venue.address}, {venue.city}"
+    if first.kind == "bus" and delegate.stop:
+        stop = event.stop(delegate.stop)
+        address = _TBA[language_code(delegate.language)] if stop.unconfirmed("address") else stop.address
+        start, location = event.local(stop.time), f"{stop.name}, {address}"
+    end = max(event.local(i.end) for i in items)
+    return DayPlan(number, start, end, location, tuple(items))
+
+
+def _vevent(
+    event: Event,
+    delegate: Delegate,
+    plan: DayPlan,
+    lang: str,
+    stamp: datetime,
+    sequence: int,
+    rsvp_url: str | None,
+) -> icalendar.Event:
+    vevent = icalendar.Event()
+    vevent.add("uid", f"{event.event.id}-day{plan.number}@kallelse")
+    vevent.add("sequence", sequence)
+    vevent.add("dtstamp", stamp.astimezone(UTC))
+    vevent.add("dtstart", plan.start)
+    vevent.add("dtend", plan.end)
+    vevent.add("summary", f"{event.event.name(lang)}, {_DAY[lang].format(n=plan.number)}")
+    vevent.add("location", plan.location)
+    vevent.add("description", _description(event, plan, lang, rsvp_url))
+    # RFC 5546 wants an ORGANIZER in a PUBLISH; with no ATTENDEE no client offers to answer by mail.
     duty = event.duty_contact
-    ask = "Questions" if lang == "en" else "Frågor"
-    lines += ["", f"{ask}: {duty.name}, {phone(duty.phone, lang)}, {duty.email}"]
+    organizer = icalendar.vCalAddress(f"mailto:{duty.email}")
+    organizer.params["cn"] = icalendar.vText(duty.name)
+    vevent.add("organizer", organizer)
+    if rsvp_url:
+        vevent.add("url", rsvp_url)
+    vevent.add("status", "CONFIRMED")
+    vevent.add("transp", "OPAQUE")
+    return vevent
+
+
+def _description(event: Event, plan: DayPlan, lang: str, rsvp_url: str | None) -> str:
+    (today,) = group_by_day(item_view(event, i, lang) for i in plan.items)
+    lines = [day(today.date, lang).upper()]
+    lines += [f"{clock(plan.start if i.kind == 'bus' else i.start, lang)} {i.title}" for i in today.items]
+    if rsvp_url:
+        lines += ["", f"{_ANSWER[lang]}: {rsvp_url}"]
+    duty = event.duty_contact
+    lines += [
+        "",
+        f"{_ASK[lang]}: {duty.name}, {phone(duty.phone, lang).replace(chr(0xA0), ' ')}, {duty.email}",
+    ]
     return "\n".join(lines)
+
+
+@lru_cache(maxsize=8)
+def _vtimezone(zone: str, first_year: int, last_year: int) -> icalendar.Timezone:
+    # Only the transitions of the event's year(s): a short VTIMEZONE that Outlook and Google both read.
+    from zoneinfo import ZoneInfo
+
+    return icalendar.Timezone.from_tzinfo(
+        ZoneInfo(zone), tzid=zone, first_date=date(first_year, 1, 1), last_date=date(last_year + 1, 1, 1)
+    )

@@ -212,8 +212,26 @@ def test_a_change_notice_is_delivered_with_the_new_time_and_an_updated_calendar_
     assert "Bussen från The Wood Hotel: nu kl. 09.15 (tidigare kl. 09.00)" in sms["body"]
     eml = next((settings.outbox_dir / "email").glob("*change*.eml")).read_bytes()
     calendar = icalendar.Calendar.from_ical(_ics_part(eml))
-    [vevent] = calendar.walk("VEVENT")
-    assert int(vevent["SEQUENCE"]) == 1
+    day1, day2 = calendar.walk("VEVENT")
+    assert int(day1["SEQUENCE"]) == int(day2["SEQUENCE"]) == 1
+    assert day1.decoded("DTSTART") == datetime(2021, 11, 25, 9, 15, tzinfo=STOCKHOLM)  # Anna's new pickup
+    assert day1.decoded("DTSTAMP") == BEFORE  # made when it was sent
+
+
+def test_an_invitation_sent_after_an_apply_carries_the_applied_sequence(store, settings, event_file):
+    """A late registrant's invitation, made after `apply` stored sequence 1, updates the same calendar
+    entries as the change notices did: SEQUENCE 1, not 0."""
+    from pipeline.delivery import build_message
+
+    edit(event_file, HOTEL_STOP, "time = 2021-11-25T09:15:00")
+    with store.session() as session:
+        apply(session, event_file)
+    row = LedgerRow(
+        key="sik-2021:invitation:-:anna:email", rule="invitation", channel="email", delegate_id="anna"
+    )
+    message = build_message(Runtime(settings, store=store, clock=lambda: BEFORE), row, ANNA)
+    (attachment,) = message.attachments  # type: ignore[union-attr]
+    assert {int(v["SEQUENCE"]) for v in icalendar.Calendar.from_ical(attachment.data).walk("VEVENT")} == {1}
 
 
 def _ics_part(eml: bytes) -> bytes:

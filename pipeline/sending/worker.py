@@ -152,7 +152,7 @@ def _finish(rt: Runtime, row: LedgerRow, state: LedgerState, reason: str, code: 
 
 
 def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMessage:
-    from pipeline.ics import event_ics
+    from pipeline.ics import delegate_ics
     from pipeline.render import render_email, render_sms
 
     event = rt.event
@@ -164,17 +164,20 @@ def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMe
         if callback:
             message = SmsMessage(message.key, message.to, message.body, callback)
         return message
-    ics = (
-        rt.cached(
-            ("ics", int(extra.get("sequence", 0))),
-            lambda: event_ics(event, sequence=int(extra.get("sequence", 0))),
-        )
-        if template in ICS_TEMPLATES
-        else None
-    )
+    ics = None
+    if template in ICS_TEMPLATES:  # the delegate's own days; SEQUENCE: the event file last applied
+        sequence = int(extra["sequence"]) if "sequence" in extra else _applied_sequence(rt, event.event.id)
+        ics = delegate_ics(event, delegate, stamp=rt.clock(), sequence=sequence, rsvp_url=links["rsvp_url"])
     return render_email(
         rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics
     )
+
+
+def _applied_sequence(rt: Runtime, event_id: str) -> int:
+    from pipeline.store.snapshots import applied_sequence
+
+    with rt.store.session() as session:
+        return applied_sequence(session, event_id)
 
 
 def _template_of(row: LedgerRow, event) -> tuple[str, dict]:

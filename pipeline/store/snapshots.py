@@ -21,6 +21,12 @@ def latest_applied(session: Session) -> AppliedEventRow | None:
     return session.scalars(query.limit(1)).first()
 
 
+def applied_sequence(session: Session, event_id: str) -> int:
+    """The SEQUENCE of the calendar entries: the event file last applied (0 before any apply)."""
+    snapshot = latest_snapshot(session, event_id)
+    return snapshot.sequence if snapshot is not None else 0
+
+
 def store_snapshot(session: Session, event_id: str, text: str, sequence: int, now: datetime) -> None:
     session.add(AppliedEventRow(event_id=event_id, sequence=sequence, toml=text, applied_at=now))
     session.flush()
