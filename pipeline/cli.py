@@ -107,6 +107,7 @@ def read_delegate_file(path: Path, event: Event):
 @pass_rt
 def check(rt: Runtime, delegates_file: Path | None) -> None:
     """Validate the event file, every template and a delegate file."""
+    from pipeline.facts import describe_showings, showings
     from pipeline.links import LinkSigner
     from pipeline.render import check_templates
     from pipeline.safety import unsafe_settings
@@ -127,6 +128,8 @@ def check(rt: Runtime, delegates_file: Path | None) -> None:
         fail(problems)
     click.echo(f"{rt.settings.event_file}: ok ({len(event.items)} agenda items, {len(event.rules)} rules)")
     click.echo(f"{rt.settings.templates_dir}: ok (rendered for {len(delegates)} delegates from {sample})")
+    for line in describe_showings(event, showings(rt.templates, event, delegates, signer.links_for("check"))):
+        click.echo(line)
 
 
 # -- delegates ------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class LinkSigner:
             "rsvp_url": f"{self.public_url}/r/{self.token('rsvp', delegate_id)}",
             "survey_url": f"{self.public_url}/s/{self.token('survey', delegate_id)}",
             "optout_url": f"{self.public_url}/u/{self.token('optout', delegate_id)}",
+            "programme_url": f"{self.public_url}/program",  # public: the same page for everyone
         }
 
 

@@ -15,15 +15,17 @@ line makes a real line break, so templates can stay readable while texts stay in
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import phonenumbers
 
 from pipeline.channels.base import Attachment, EmailMessage, SmsMessage
@@ -126,7 +128,34 @@ def phone(number: str | None, lang: str = "sv") -> str:
         return number  # show what the organiser wrote rather than nothing
     fmt = phonenumbers.PhoneNumberFormat
     national = lang != "en" and parsed.country_code == 46
-    return phonenumbers.format_number(parsed, fmt.NATIONAL if national else fmt.INTERNATIONAL)
+    # Non-breaking spaces: a number split over two lines on a phone is misdialled (SMS gets plain ones).
+    return phonenumbers.format_number(parsed, fmt.NATIONAL if national else fmt.INTERNATIONAL).replace(
+        " ", NBSP
+    )
+
+
+def tel(number: str | None) -> str:
+    """The number for a `tel:` link: "+46709197135"."""
+    return "".join(c for c in phone(number, "en") if c.isdigit() or c == "+")
+
+
+def in_room(session: Any, lang: str = "sv") -> str:
+    """What follows a session's title: " i Sal Kåge", or ", lokalen meddelas senare" while unconfirmed."""
+    if is_unconfirmed(session.room):
+        return f", {session.room}"
+    return f" {'in' if lang == 'en' else 'i'} {session.room}"
+
+
+NBSP, NB_HYPHEN = "\u00a0", "\u2011"
+# "KSO-er": an abbreviation with a Swedish ending must not break at its hyphen on a narrow screen.
+_ABBREVIATION_ENDING = re.compile(r"\b([A-ZÅÄÖ]{2,})-([a-zåäö]{1,4})\b")
+
+
+def keep_together(value: Any) -> Any:
+    """For HTML output: abbreviation endings joined by a non-breaking hyphen."""
+    if isinstance(value, str) and "://" not in value:  # never touch a link: its token may match
+        return _ABBREVIATION_ENDING.sub(lambda m: f"{m[1]}{NB_HYPHEN}{m[2]}", value)
+    return value
 
 
 def language_code(lang: str) -> str:
@@ -146,6 +175,9 @@ def make_env(templates_dir: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        finalize=jinja2.pass_context(
+            lambda ctx, value: keep_together(value) if (ctx.name or "").endswith(".html") else value
+        ),
     )
     # Filters take the language from the template's context unless one is passed explicitly.
     env.filters["clock"] = jinja2.pass_context(lambda ctx, at, lang=None: clock(at, _ctx_lang(ctx, lang)))
@@ -155,9 +187,64 @@ def make_env(templates_dir: Path) -> jinja2.Environment:
         lambda ctx, value, relative_to=None, lang=None: when(value, _ctx_lang(ctx, lang), relative_to)
     )
     # jinja's `capitalize` and `lower` change every letter: "KSO-er" must stay as it is mid-sentence.
+    env.filters["tel"] = tel
+    env.filters["in_room"] = jinja2.pass_context(lambda ctx, s, lang=None: in_room(s, _ctx_lang(ctx, lang)))
+    env.tests["unconfirmed"] = is_unconfirmed
     env.filters["upfirst"] = lambda s: s[:1].upper() + s[1:]
     env.filters["lowfirst"] = lambda s: s[:1].lower() + s[1:]
     return env
+
+
+# -- facts not yet confirmed ----------------------------------------------------------------------
+
+_TBA = {
+    "address": {"sv": "mötesplatsen meddelas senare", "en": "meeting point to be announced"},
+    "room": {"sv": "lokalen meddelas senare", "en": "room to be announced"},
+    "place": {"sv": "platsen meddelas senare", "en": "place to be announced"},
+}
+# The facts a render showed unconfirmed, when someone is listening (`kallelse check`); else None.
+_shown: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("unconfirmed_shown", default=None)
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """A value the event file marks `tbc`: prints as "meddelas senare" and notes that it was shown."""
+
+    fact: str  # "stops.airport.address", "items.separate.sessions.kso.room"
+    text: str
+
+    def __str__(self) -> str:
+        seen = _shown.get()
+        if seen is not None:
+            seen.add(self.fact)
+        return self.text
+
+    def __html__(self) -> str:
+        return str(markupsafe.escape(str(self)))
+
+
+def is_unconfirmed(value: Any) -> bool:
+    """The template test `x is unconfirmed`; asking counts as showing, since the answer is printed."""
+    if isinstance(value, Unconfirmed):
+        str(value)
+        return True
+    return False
+
+
+def _fact(owner: Any, name: str, fact: str, lang: str) -> str | Unconfirmed:
+    if owner.unconfirmed(name):
+        return Unconfirmed(fact, _TBA[name][language_code(lang)])
+    return getattr(owner, name)
+
+
+def facts_shown(render: Callable[..., Any], *args: Any) -> tuple[Any, set[str]]:
+    """Run `render(*args)` and return its result with the unconfirmed facts it showed."""
+    seen: set[str] = set()
+    token = _shown.set(seen)
+    try:
+        return render(*args), seen
+    finally:
+        _shown.reset(token)
 
 
 # -- the context: what a template sees -----------------------------------------------------------
@@ -173,7 +260,7 @@ class SpeakerView:
 class SessionView:
     id: str
     title: str
-    room: str
+    room: str | Unconfirmed
     start: datetime
     end: datetime
     note: str  # the breakout item's note ("Kaffe serveras när passet börjar.")
@@ -186,7 +273,7 @@ class ItemView:
     start: datetime
     end: datetime
     title: str
-    place: str
+    place: str | Unconfirmed
     note: str
     speakers: tuple[SpeakerView, ...]
     sessions: tuple[SessionView, ...]
@@ -196,7 +283,7 @@ class ItemView:
 class StopView:
     id: str
     name: str
-    address: str
+    address: str | Unconfirmed
     time: datetime
     approximate: bool
 
@@ -232,15 +319,26 @@ def item_view(event: Event, item: Item, lang: str) -> ItemView:
         start=start,
         end=end,
         title=item.title(lang),
-        place=item.place,
+        place=_fact(item, "place", f"items.{item.id}.place", lang),
         note=note,
         speakers=tuple(SpeakerView(p.name, p.role(lang) if p.role else "") for p in item.speakers),
-        sessions=tuple(SessionView(s.id, s.title(lang), s.room, start, end, note) for s in item.sessions),
+        sessions=tuple(
+            SessionView(
+                s.id,
+                s.title(lang),
+                _fact(s, "room", f"items.{item.id}.sessions.{s.id}.room", lang),
+                start,
+                end,
+                note,
+            )
+            for s in item.sessions
+        ),
     )
 
 
-def _stop_view(event: Event, stop: Stop) -> StopView:
-    return StopView(stop.id, stop.name, stop.address, event.local(stop.time), stop.approximate)
+def _stop_view(event: Event, stop: Stop, lang: str) -> StopView:
+    address = _fact(stop, "address", f"stops.{stop.id}.address", lang)
+    return StopView(stop.id, stop.name, address, event.local(stop.time), stop.approximate)
 
 
 def _contact_view(contact: Contact, lang: str) -> ContactView:
@@ -254,13 +352,13 @@ def group_by_day(items: Iterable[ItemView]) -> list[DayView]:
     return [DayView(d, tuple(its)) for d, its in by_date.items()]
 
 
-def _delegate_stop(event: Event, delegate: Delegate) -> StopView | None:
+def _delegate_stop(event: Event, delegate: Delegate, lang: str) -> StopView | None:
     if not delegate.stop:
         return None
     stop = next((s for s in event.stops if s.id == delegate.stop), None)
     if stop is None:
         raise ValueError(f"delegate {delegate.id}: unknown stop {delegate.stop!r}")
-    return _stop_view(event, stop)
+    return _stop_view(event, stop, lang)
 
 
 def _session(event: Event, items: list[ItemView], role: str) -> SessionView | None:
@@ -311,12 +409,13 @@ def build_context(
         "lang": lang,
         "name": delegate.name,
         "first_name": delegate.first_name,
-        "stop": _delegate_stop(event, delegate),
-        "stops": [_stop_view(event, s) for s in sorted(event.stops, key=lambda s: s.time)],
+        "stop": _delegate_stop(event, delegate, lang),
+        "stops": [_stop_view(event, s, lang) for s in sorted(event.stops, key=lambda s: s.time)],
         "bus": bus,
         # Those who skip the bus meet us at the first item after it (lunch on day 1).
         "meet": next((i for i in sorted(items, key=lambda i: i.start) if i.kind != "bus"), None),
         "dinner": next((i for i in items if i.kind == "dinner"), None),
+        "eats_dinner": delegate.dinner is True,  # dinner lines only for those who said they eat with us
         "session": _session(event, items, delegate.role),
         "duty": _contact_view(event.duty_contact, lang),
         "contacts": [_contact_view(c, lang) for c in event.contacts],
@@ -365,7 +464,18 @@ def render_email(
         text=_render(env, template_path(lang, template, "txt"), context).strip() + "\n",
         html=_render(env, template_path(lang, template, "html"), context),
         attachments=attachments,
+        headers=unsubscribe_headers(links),
     )
+
+
+def unsubscribe_headers(links: Mapping[str, str]) -> dict[str, str]:
+    """RFC 2369 + RFC 8058: the mail client's own "unsubscribe" button POSTs to our opt-out page."""
+    if "optout_url" not in links:
+        return {}
+    return {
+        "List-Unsubscribe": f"<{links['optout_url']}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
 
 
 def _ics_attachment(event: Event, ics: bytes) -> Attachment:

@@ -39,7 +39,7 @@ def _count(units: int, *, single: int, multi: int) -> int:
 
 # Typography that is right in an email but would push a whole SMS into UCS-2 (70 characters a part).
 _GSM_PLAIN = str.maketrans(
-    {"–": "-", "—": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "\u00a0": " "}
+    {"–": "-", "—": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "\u00a0": " ", "\u2011": "-"}
 )
 
 

@@ -10,7 +10,7 @@ import re
 import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,24 @@ RsvpState = Literal["yes", "no", "none"]
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MayBeUnconfirmed(Frozen):
+    """A table whose `tbc` lists the fields not yet confirmed: messages say "meddelas senare" for them."""
+
+    tbc: list[str] = Field(default_factory=list)
+    confirmable: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _known_tbc_fields(self):
+        for name in self.tbc:
+            if name not in self.confirmable:
+                allowed = ", ".join(self.confirmable)
+                raise ValueError(f"tbc: {name!r} cannot be marked unconfirmed here (only {allowed})")
+        return self
+
+    def unconfirmed(self, name: str) -> bool:
+        return name in self.tbc
 
 
 class Text(Frozen):
@@ -55,12 +73,13 @@ class Venue(Frozen):
     city: str
 
 
-class Stop(Frozen):
-    """A place where the bus picks people up."""
+class Stop(MayBeUnconfirmed):
+    """A place where the bus picks people up. `tbc = ["address"]`: the meeting point is not yet known."""
 
+    confirmable = ("address",)
     id: str
     name: str
-    address: str
+    address: str = ""
     time: datetime  # local
     approximate: bool = False  # "09.30 ca"
     label: Text | None = None  # what organisers call it: "Bussen från hotellet"
@@ -71,16 +90,18 @@ class Stop(Frozen):
         return f"The bus from {self.name}" if language == "en" else f"Bussen från {self.name}"
 
 
-class Session(Frozen):
+class Session(MayBeUnconfirmed):
     """One of parallel sessions inside an agenda item, each for some roles."""
 
+    confirmable = ("room",)
     id: str
     title: Text
     roles: list[str]  # "*" matches every role not named by a sibling session
-    room: str
+    room: str = ""
 
 
-class Item(Frozen):
+class Item(MayBeUnconfirmed):
+    confirmable = ("place",)
     id: str
     kind: Literal[
         "bus", "pickup", "meal", "coffee", "welcome", "talk", "dialogue", "dinner", "breakout", "business"

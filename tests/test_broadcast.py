@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,11 +208,14 @@ def test_a_text_longer_than_the_events_sms_limit_is_refused(store, settings, eve
     assert ledger_rows(store) == []
 
 
-def test_a_template_without_an_sms_part_cannot_go_by_sms(store, settings, event):
-    """The practical letter is email only: asking for SMS is a problem, not a crash."""
+def test_a_template_without_an_sms_part_cannot_go_by_sms(store, settings, event, tmp_path):
+    """A letter written for email only: asking for SMS is a problem, not a crash."""
+    templates = Path(shutil.copytree(settings.templates_dir, tmp_path / "templates"))
+    (templates / "sv" / "practical.sms.txt").unlink()
+    (templates / "en" / "practical.sms.txt").unlink()
     request = make_request(["attending"], event, template="practical", channel="sms")
     with store.session() as session:
-        preview = preview_broadcast(session, event, make_env(settings.templates_dir), settings, request)
+        preview = preview_broadcast(session, event, make_env(templates), settings, request)
     assert preview.problems and "practical" in preview.problems[0]
 
 

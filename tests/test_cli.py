@@ -102,6 +102,33 @@ def test_check_passes_on_the_shipped_event_templates_and_example_delegates(db_ur
     assert "templates: ok (rendered for 14 delegates" in result.stdout
 
 
+def test_check_lists_the_unconfirmed_rooms_and_airport_meeting_point_with_the_rules_and_dates(
+    db_url: str,
+) -> None:
+    """The shipped file marks the day-2 rooms and the airport meeting point `tbc`: check names each one,
+    then every rule whose message shows it and the date that message first goes out."""
+    out = kallelse("check").stdout
+    airport = out.split("not confirmed: stops.airport.address")[1].split("not confirmed:")[0]
+    assert "shown by rule 'invitation', first sent 2021-10-07 09:00" in airport
+    assert "shown by rule 'practical', first sent 2021-11-18 10:00" in airport
+    assert "shown by rule 'pickup', first sent 2021-11-25 09:00" in airport
+    kso = out.split("not confirmed: items.separate.sessions.kso.room")[1].split("not confirmed:")[0]
+    assert "shown by rule 'day2-room-kso', first sent 2021-11-26 08:00" in kso
+    assert "day2-room-officials" not in kso  # an official's room text never shows the KSO room
+    assert "not confirmed: items.separate.sessions.officials.room" in out
+
+
+def test_check_says_nothing_about_unconfirmed_facts_once_all_are_confirmed(
+    db_url: str, tmp_path: Path
+) -> None:
+    """With an address and the rooms written in and `tbc` removed, nothing is listed."""
+    text = EVENT_FILE.read_text(encoding="utf-8").replace('tbc = ["address"]', 'address = "Terminalen"')
+    text = text.replace('tbc = ["room"]', 'room = "Sal 1"')
+    result = kallelse("--event", str(write(tmp_path / "event.toml", text)), "check")
+    assert result.exit_code == 0, result.stderr
+    assert "not confirmed" not in result.stdout
+
+
 def _index(kind: str, id_: str) -> int:
     return [x.id for x in getattr(load_event(EVENT_FILE), kind)].index(id_)
 
@@ -127,6 +154,14 @@ BROKEN_EVENTS = [
             "'Europe/Stockholm')"
         ),
         id="an unknown time zone",
+    ),
+    pytest.param(
+        (r'tbc = \["address"\]', 'tbc = ["time"]'),
+        lambda: (
+            f"stops[{_index('stops', 'airport')}]: tbc: 'time' cannot be marked unconfirmed here "
+            "(only address)"
+        ),
+        id="a tbc naming a field that cannot be unconfirmed",
     ),
 ]
 

@@ -536,11 +536,30 @@ def test_nobody_gets_an_sms_without_a_phone_or_an_email_without_an_address(
         assert person.phone if send.channel == "sms" else person.email, send.key
 
 
-def test_an_sms_opt_out_is_skipped_not_sent(seed_plan: list[PlannedSend]) -> None:
+def test_an_sms_opt_out_is_skipped_not_sent() -> None:
     """Where a rule sends on every channel, the opted-out delegate's SMS is skipped with the reason."""
-    sms = [s for s in seed_plan if s.delegate == "opted-out" and s.channel == "sms"]
-    assert sms
-    assert {(s.status, s.reason) for s in sms} == {("skipped", "opted out of SMS")}
+    event = event_with(rule(channels=["email", "sms"]))
+    sends = plan(event, [delegate(sms_opt_out=True)], {}, local(2021, 10, 1, 9, 0))
+    assert {(s.channel, s.status, s.reason) for s in sends} == {
+        ("email", "planned", ""),
+        ("sms", "skipped", "opted out of SMS"),
+    }
+
+
+def test_the_survey_goes_by_one_channel_sms_first_and_its_reminder_only_to_those_who_have_not_answered(
+    seed_plan: list[PlannedSend],
+) -> None:
+    """A delegate with a phone and an email gets the survey once, by SMS; one without a phone by email.
+    The reminder goes to those who have not answered, by the same single channel."""
+    answered = Delegate(
+        "answered", "Ann Svar", "ann@example.se", "+46701740699", rsvp="yes", survey_answered=True
+    )
+    both, email_only = delegate(id="both"), delegate(id="mail", phone=None)
+    sends = plan(load_event(EVENT_FILE), [both, email_only, answered], {}, local(2021, 11, 1, 9, 0))
+    survey = {(s.delegate, s.channel) for s in sends if s.rule == "survey"}
+    assert survey == {("both", "sms"), ("mail", "email"), ("answered", "sms")}
+    reminder = {(s.delegate, s.channel) for s in sends if s.rule == "survey-reminder"}
+    assert reminder == {("both", "sms"), ("mail", "email")}
 
 
 # -- now ----------------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import icalendar
 import jinja2
 import pytest
+import vobject
 
 from pipeline.delegates import Delegate
-from pipeline.ics import event_ics
+from pipeline.ics import delegate_ics
 from pipeline.render import build_context, check_templates, make_env, render_email, render_sms
 from pipeline.sms import Segments, sms_segments
 from pipeline.timetable import Event, load_event
@@ -22,6 +23,7 @@ LINKS = {
     "rsvp_url": "https://kallelse.example.se/r/eyJkIjoiZC0xIn0.AbCdEfGhIjKl",
     "survey_url": "https://kallelse.example.se/s/eyJkIjoiZC0xIn0.AbCdEfGhIjKl",
     "optout_url": "https://kallelse.example.se/o/eyJkIjoiZC0xIn0.AbCdEfGhIjKl",
+    "programme_url": "https://kallelse.example.se/program",
 }
 LOGISTICS = ("day_before", "pickup", "dinner", "day2_room")
 RULE_TEMPLATES = (
@@ -54,6 +56,16 @@ EXTRA = {
         }
     ],
 }
+
+
+def confirm_room(event: Event, session_id: str, room: str) -> Event:
+    """The event once the hotel has named a day-2 room: the room written in, `tbc` removed."""
+    item = event.item("separate")
+    sessions = [
+        s.model_copy(update={"room": room, "tbc": []}) if s.id == session_id else s for s in item.sessions
+    ]
+    items = [i.model_copy(update={"sessions": sessions}) if i.id == "separate" else i for i in event.items]
+    return event.model_copy(update={"items": items})
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +225,13 @@ def test_the_day2_room_text_tells_a_kso_and_an_official_their_own_room(env, even
     """A KSO is sent to the politicians' talk, everyone else to the officials' talk, at kl. 10.15."""
     kso = render_sms(env, event, DELEGATES[0], "day2_room", key="k", links=LINKS).body
     official = render_sms(env, event, DELEGATES[1], "day2_room", key="k", links=LINKS).body
-    assert "kl. 10.15" in kso and "Samtal för KSO-er" in kso and "Sal Skellefteå" in kso
-    assert "Samtal för tjänstemän" in official and "Sal Kåge" in official
+    assert "kl. 10.15: Samtal för KSO-er (politiker), lokalen meddelas senare." in kso
+    assert "Samtal för tjänstemän, lokalen meddelas senare." in official
+    confirmed = confirm_room(event, "kso", "Sal Skellefteå")
+    assert (
+        "kl. 10.15: Samtal för KSO-er (politiker) i Sal Skellefteå."
+        in render_sms(env, confirmed, DELEGATES[0], "day2_room", key="k", links=LINKS).body
+    )
 
 
 def test_the_invitation_lists_both_days_with_speakers_and_asks_for_an_answer(env, event):
@@ -259,39 +276,169 @@ def test_the_context_has_local_times_and_the_delegates_session(event):
     """Times in the context are aware and local; the session is found from the breakout item."""
     ctx = build_context(event, DELEGATES[0], "pickup", LINKS)
     assert ctx["stop"].time == datetime(2021, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
-    assert ctx["session"].room == "Sal Skellefteå"
+    assert str(ctx["session"].room) == "lokalen meddelas senare"
     assert [d.date.day for d in ctx["days"]] == [25, 26]
 
 
 # -- the calendar file -------------------------------------------------------------------------------
 
 
-def test_the_ics_is_byte_identical_for_the_same_input(event):
-    """DTSTAMP comes from the input, not the clock, so two renders give the same bytes."""
-    stamp = datetime(2021, 10, 7, 7, 0, tzinfo=UTC)
-    assert event_ics(event, sequence=2, stamp=stamp) == event_ics(event, sequence=2, stamp=stamp)
-    assert event_ics(event) == event_ics(event)
+STAMP = datetime(2021, 10, 7, 7, 0, tzinfo=UTC)
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
-def test_the_ics_parses_back_with_a_stable_uid_sequence_and_local_start(event):
-    """One VEVENT, UID from the event id, SEQUENCE as given, starting 2021-11-25 09:00 Europe/Stockholm."""
-    cal = icalendar.Calendar.from_ical(event_ics(event, sequence=3))
-    (vevent,) = cal.walk("VEVENT")
-    assert str(vevent["UID"]) == "sik-2021@kallelse"
-    assert int(vevent["SEQUENCE"]) == 3
-    start = vevent.decoded("DTSTART")
-    assert start == datetime(2021, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
-    assert vevent["DTSTART"].params["TZID"] == "Europe/Stockholm"
-    assert cal.walk("VTIMEZONE"), "a VTIMEZONE lets Outlook place the time correctly"
-    assert "The Wood Hotel" in str(vevent["LOCATION"]) and "Torggatan 3" in str(vevent["LOCATION"])
-    assert "johan.scherlin@oxelosund.se" in str(vevent["ORGANIZER"])
-    assert str(cal["METHOD"]) == "REQUEST"
+def calendar(event: Event, delegate: Delegate, **kwargs) -> bytes:
+    return delegate_ics(
+        event, delegate, stamp=kwargs.pop("stamp", STAMP), rsvp_url=LINKS["rsvp_url"], **kwargs
+    )
+
+
+def test_the_ics_is_byte_identical_for_the_same_input_and_stamped_when_made(event):
+    """DTSTAMP is the `stamp` given (the moment the file is made), so the same input gives the same bytes."""
+    assert calendar(event, DELEGATES[0], sequence=2) == calendar(event, DELEGATES[0], sequence=2)
+    later = datetime(2021, 11, 20, 9, 30, tzinfo=UTC)
+    for vevent in icalendar.Calendar.from_ical(calendar(event, DELEGATES[0], stamp=later)).walk("VEVENT"):
+        assert vevent.decoded("DTSTAMP") == later
+
+
+def test_the_ics_is_published_with_one_event_per_day_and_stable_uids(event):
+    """PUBLISH (no Accept/Decline), no ATTENDEE; one VEVENT per day with UIDs from the event and day."""
+    cal = icalendar.Calendar.from_ical(calendar(event, DELEGATES[0], sequence=3))
+    assert str(cal["METHOD"]) == "PUBLISH"
+    vevents = cal.walk("VEVENT")
+    assert [str(v["UID"]) for v in vevents] == ["sik-2021-day1@kallelse", "sik-2021-day2@kallelse"]
+    assert all(int(v["SEQUENCE"]) == 3 and "ATTENDEE" not in v for v in vevents)
+    day1, day2 = (v.decoded("DTSTART") for v in vevents)
+    assert (day1.date(), day2.date()) == (datetime(2021, 11, 25).date(), datetime(2021, 11, 26).date())
+    assert vevents[0].decoded("DTEND").date() == day1.date()  # the night is not blocked
+    assert vevents[1].decoded("DTEND") == datetime(2021, 11, 26, 13, 0, tzinfo=STOCKHOLM)
+    assert vevents[0]["DTSTART"].params["TZID"] == "Europe/Stockholm" and cal.walk("VTIMEZONE")
+
+
+@pytest.mark.parametrize(
+    ("delegate", "start", "where"),
+    [
+        pytest.param(DELEGATES[0], datetime(2021, 11, 25, 9, 0), "The Wood Hotel, Torggatan 3", id="hotel"),
+        pytest.param(DELEGATES[1], datetime(2021, 11, 25, 9, 30), "Skellefteå flygplats", id="airport"),
+        pytest.param(DELEGATES[2], datetime(2021, 11, 25, 12, 0), "The Wood Hotel, Torggatan 3", id="no-bus"),
+    ],
+)
+def test_the_first_day_starts_at_the_delegates_own_pickup_point_and_time(event, delegate, start, where):
+    """The hotel rider starts at 09.00 at the hotel, the airport rider at 09.30 at the airport, and one
+    who does not ride the bus at lunch at the venue."""
+    day1 = icalendar.Calendar.from_ical(calendar(event, delegate)).walk("VEVENT")[0]
+    assert day1.decoded("DTSTART") == start.replace(tzinfo=STOCKHOLM)
+    assert str(day1["LOCATION"]).startswith(where)
+
+
+def test_the_ics_is_in_the_delegates_language_with_their_rsvp_link(event):
+    """An English delegate's calendar is in English; the description links to their RSVP page."""
+    english = dataclasses.replace(DELEGATES[0], language="en")
+    day1 = icalendar.Calendar.from_ical(calendar(event, english)).walk("VEVENT")[0]
+    assert str(day1["SUMMARY"]) == "Innovation meeting of the Swedish Industrial Municipalities, day 1"
+    description = str(day1["DESCRIPTION"])
+    assert "THURSDAY 25 NOVEMBER" in description and "Lunch together" in description
+    assert f"Your answer (change it any time): {LINKS['rsvp_url']}" in description
+    swedish = icalendar.Calendar.from_ical(calendar(event, DELEGATES[0])).walk("VEVENT")[0]
+    assert "dag 1" in str(swedish["SUMMARY"]) and "Gemensam lunch" in str(swedish["DESCRIPTION"])
+
+
+def test_dinner_is_in_the_calendar_only_for_those_who_eat(event):
+    """Day 1 ends after dinner (22.00) for a diner, after the last talk (17.00) for one who declined."""
+    ends = [
+        icalendar.Calendar.from_ical(calendar(event, dataclasses.replace(DELEGATES[0], dinner=eats)))
+        .walk("VEVENT")[0]
+        .decoded("DTEND")
+        for eats in (True, False)
+    ]
+    assert [e.hour for e in ends] == [22, 17]
+
+
+def test_a_second_parser_reads_the_same_days_times_and_uids(event):
+    """vobject (another parser than the one that wrote it) reads the same two days, starts and UIDs."""
+    parsed = vobject.readOne(calendar(event, DELEGATES[1]).decode("utf-8"))
+    assert parsed.method.value == "PUBLISH"
+    events = parsed.vevent_list
+    assert [e.uid.value for e in events] == ["sik-2021-day1@kallelse", "sik-2021-day2@kallelse"]
+    assert events[0].dtstart.value == datetime(2021, 11, 25, 9, 30, tzinfo=STOCKHOLM)
+    assert "Skellefteå flygplats" in events[0].location.value
+    assert not any(hasattr(e, "attendee") for e in events)
 
 
 def test_an_invitation_email_carries_the_ics_with_a_matching_method(env, event):
     """The attachment's MIME type names the same METHOD as the calendar inside it."""
-    ics = event_ics(event, sequence=1, method="REQUEST")
+    ics = calendar(event, DELEGATES[0], sequence=1)
     email = render_email(env, event, DELEGATES[0], "invitation", key="k", links=LINKS, ics=ics)
     (attachment,) = email.attachments
     assert attachment.data == ics
-    assert attachment.content_type.startswith("text/calendar; method=REQUEST")
+    assert attachment.content_type.startswith("text/calendar; method=PUBLISH")
+
+
+# -- facts not yet confirmed, and messages that follow the person -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("sv", "Skellefteå flygplats, mötesplatsen meddelas senare."), ("en", "meeting point to be announced")],
+)
+def test_an_unconfirmed_airport_meeting_point_is_announced_as_such_never_invented(
+    env, event, language, expected
+):
+    """The seed names no meeting point at the airport: the practical email says so, in the reader's
+    language, and promises nothing the seed does not say about the flight."""
+    rider = dataclasses.replace(DELEGATES[1], language=language)
+    email = render_email(env, event, rider, "practical", key="k", links=LINKS)
+    assert expected in email.text and expected in email.html
+    for invented in ("Flygplatsvägen", "morgonflyget", "morning flight"):
+        assert invented not in email.text + email.html
+
+
+def test_the_practical_email_mentions_dinner_only_to_those_who_eat_with_us(env, event):
+    """Dinner (kl. 18.00) is in the practical details of a delegate who eats, not of one who declined it."""
+    eats = dataclasses.replace(DELEGATES[0], dinner=True)
+    declined = dataclasses.replace(DELEGATES[0], dinner=False)
+    assert (
+        "Middagen börjar torsdag 25 november kl. 18.00"
+        in render_email(env, event, eats, "practical", key="k", links=LINKS).text
+    )
+    text = render_email(env, event, declined, "practical", key="k", links=LINKS).text
+    assert "Middagen börjar" not in text.split("PROGRAM")[0]
+
+
+def test_a_phone_only_delegate_gets_the_practical_details_by_sms_with_the_programme_link(env, event):
+    """Zoë has no email: her practical SMS has her pickup, the public programme link and whom to call."""
+    sms = render_sms(env, event, DELEGATES[5], "practical", key="k", links=LINKS)
+    assert "ca kl. 09.30 vid Skellefteå flygplats" in sms.body
+    assert LINKS["programme_url"] in sms.body and "070-919 71 35" in sms.body
+    assert sms_segments(sms.body).segments <= event.event.sms_max_segments
+
+
+def test_phone_numbers_and_kso_er_do_not_break_across_lines_in_html(env, event):
+    """Email HTML joins a phone number with non-breaking spaces and "KSO-er" with a non-breaking hyphen;
+    the SMS keeps plain characters (GSM-7), and links are never touched."""
+    email = render_email(env, event, DELEGATES[0], "invitation", key="k", links=LINKS)
+    assert "070-919\u00a071\u00a035" in email.html and "KSO\u2011er" in email.html
+    assert 'href="tel:+46709197135"' in email.html and LINKS["rsvp_url"] in email.html
+    sms = render_sms(env, event, DELEGATES[0], "day2_room", key="k", links=LINKS)
+    assert "070-919 71 35" in sms.body and "KSO-er" in sms.body
+    assert sms_segments(sms.body).encoding == "GSM-7"
+
+
+@pytest.mark.parametrize(
+    ("template", "part", "slip", "fixed"),
+    [
+        ("day_before", "txt", "eller har frågor?", "Är du försenad eller har du frågor?"),
+        ("survey_reminder", "subject.txt", "Påminnelse: två minuter om", "Enkäten tar två minuter"),
+        ("day2_room", "txt", "välkommen till samtal för", "Din grupp: Samtal för KSO-er (politiker)"),
+    ],
+)
+def test_the_swedish_wording_slips_are_fixed(env, event, template, part, slip, fixed):
+    """The slips a Swedish reader found are gone, and what replaced them is there."""
+    email = render_email(env, event, DELEGATES[0], template, key="k", links=LINKS)
+    text = email.subject if part == "subject.txt" else email.text
+    assert slip not in text and fixed in text
+
+
+def test_the_survey_question_about_the_tour_reads_as_swedish(event):
+    """ "Guidade turen" needs its article: "Den guidade turen"."""
+    assert next(q for q in event.survey if q.id == "tour").text.sv.startswith("Den guidade turen")

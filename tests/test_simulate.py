@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import icalendar
 import pytest
 from click.testing import CliRunner
 
@@ -79,15 +82,43 @@ def test_the_emails_are_valid_mime_with_text_and_html_and_swedish_characters_int
     assert "Skellefteå" in text and "Välkommen" in text
 
 
-def test_the_invitation_email_carries_the_event_as_an_ics_attachment(simulated):
-    """The invitation has a text/calendar part with the event's stable UID and its start in Stockholm time."""
+def calendars(outbox: Path) -> dict[str, str]:
+    """Every .ics in the outbox's emails, by the delegate id in the message's ledger key."""
+    found = {}
+    for path in (outbox / "email").glob("*.eml"):
+        mail = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        for part in mail.walk():
+            if part.get_content_type() == "text/calendar":
+                key = mail["X-Kallelse-Key"] or path.stem
+                found[key] = part.get_content()
+    return found
+
+
+def _delegate_of(key: str) -> str:
+    return next(
+        part for part in key.replace("_", ":").split(":") if part.startswith("d") and part[1:].isdigit()
+    )
+
+
+def test_every_calendar_in_the_outbox_is_published_in_the_readers_language_from_their_own_pickup(simulated):
+    """No .ics is an invitation without attendees (METHOD:REQUEST); David (English, airport) gets an English
+    calendar whose first day starts at the airport pickup, 09.30; Astrid (Swedish, hotel) at 09.00."""
     _, outbox = simulated
-    path = next(p for p in (outbox / "email").glob("*invitation*.eml"))
-    mail = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
-    [calendar] = [part for part in mail.walk() if part.get_content_type() == "text/calendar"]
-    ics = calendar.get_content()
-    assert "UID:sik-2021@kallelse" in ics and "SEQUENCE:0" in ics
-    assert "DTSTART;TZID=Europe/Stockholm:20211125T090000" in ics
+    found = calendars(outbox)
+    assert found
+    for key, ics in found.items():
+        cal = icalendar.Calendar.from_ical(ics)
+        attendees = [v for v in cal.walk("VEVENT") if "ATTENDEE" in v]
+        assert str(cal["METHOD"]) != "REQUEST" or attendees, key
+        assert str(cal["METHOD"]) == "PUBLISH", key
+    by_delegate = {_delegate_of(key): ics for key, ics in found.items()}
+    david = icalendar.Calendar.from_ical(by_delegate["d04"]).walk("VEVENT")[0]
+    assert "day 1" in str(david["SUMMARY"]) and "THURSDAY 25 NOVEMBER" in str(david["DESCRIPTION"])
+    assert david.decoded("DTSTART") == datetime(2021, 11, 25, 9, 30, tzinfo=ZoneInfo("Europe/Stockholm"))
+    assert str(david["LOCATION"]).startswith("Skellefteå flygplats")
+    astrid = icalendar.Calendar.from_ical(by_delegate["d01"]).walk("VEVENT")[0]
+    assert "dag 1" in str(astrid["SUMMARY"])
+    assert astrid.decoded("DTSTART") == datetime(2021, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
 
 
 def test_every_sms_is_within_its_rules_segment_limit(simulated):
@@ -102,3 +133,14 @@ def test_every_sms_is_within_its_rules_segment_limit(simulated):
         assert sms_segments(sms["body"]).segments <= limits[rule], (rule, sms["body"])
     pickups = [s for s in texts if ":pickup:" in s["key"]]
     assert pickups and all(sms_segments(s["body"]).segments == 1 for s in pickups)
+    surveys = [s for s in texts if ":survey:" in s["key"] or ":survey-reminder:" in s["key"]]
+    assert surveys and all(sms_segments(s["body"]).segments == 1 for s in surveys), surveys
+
+
+def test_the_survey_goes_to_each_delegate_by_one_channel_only(simulated):
+    """A delegate with both a phone and an email gets the survey once, by SMS, never also by email."""
+    _, outbox = simulated
+    texts = {json.loads(p.read_text(encoding="utf-8"))["key"] for p in (outbox / "sms").glob("*.json")}
+    by_sms = {_delegate_of(k) for k in texts if ":survey:" in k}
+    by_email = {_delegate_of(p.stem) for p in (outbox / "email").glob("*.eml") if "_survey_" in p.stem}
+    assert by_sms and by_email and not by_sms & by_email

@@ -200,8 +200,9 @@ def test_stop_opts_out_and_a_planned_sms_is_then_skipped_as_opted_out(client, st
         (anna,) = load_delegates(session, ["anna"])
     assert anna.sms_opt_out
     event = client.app.state.runtime.event  # type: ignore[attr-defined]
-    texts = [s for s in plan(event, [anna], {}, NOW) if s.channel == "sms"]
-    assert texts and {(s.status, s.reason) for s in texts} == {("skipped", "opted out of SMS")}
+    sends = plan(event, [anna], {}, NOW)
+    assert all((s.status, s.reason) == ("skipped", "opted out of SMS") for s in sends if s.channel == "sms")
+    assert {s.channel for s in sends if s.rule == "day-before"} == {"email"}  # SMS first, until STOP
 
 
 def test_start_reverses_an_opt_out(client, store) -> None:
@@ -511,3 +512,31 @@ def test_an_rsvp_token_does_not_work_as_an_opt_out_link(client, store) -> None:
     page = client.post(f"/u/{link('rsvp')}")
     assert page.status_code == 400
     assert delegate(store, "anna").email_opt_out is False
+
+
+def test_an_email_names_the_opt_out_page_in_list_unsubscribe_and_a_one_click_post_there_opts_out(
+    client, store
+) -> None:
+    """RFC 8058: the mail client's own unsubscribe button POSTs `List-Unsubscribe=One-Click` to the URL in
+    `List-Unsubscribe`; that POST opts the delegate out of both channels."""
+    from pipeline.render import make_env, render_email
+    from pipeline.store.people import load_delegates as load
+    from pipeline.timetable import load_event
+
+    links = LinkSigner(SECRET, PUBLIC_URL).links_for("anna")
+    with store.session() as session:
+        anna = load(session, ["anna"])[0]
+    email = render_email(
+        make_env(EVENT_FILE.parent.parent / "templates"),
+        load_event(EVENT_FILE),
+        anna,
+        "invitation",
+        key="k",
+        links=links,
+    )
+    assert email.headers["List-Unsubscribe"] == f"<{links['optout_url']}>"
+    assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = email.headers["List-Unsubscribe"].strip("<>").removeprefix(PUBLIC_URL)
+    assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    person = delegate(store, "anna")
+    assert (person.email_opt_out, person.sms_opt_out) == (True, True)
