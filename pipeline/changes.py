@@ -32,10 +32,11 @@ from pipeline.states import SENT_STATES, LedgerState
 from pipeline.store import ledger
 from pipeline.store.people import load_delegates
 from pipeline.store.snapshots import latest_snapshot, store_snapshot
-from pipeline.timetable import Event, Rule, parse_event
+from pipeline.timetable import Event, Item, MayBeUnconfirmed, Rule, Stop, parse_event
 
 _BUS = {"sv": "Bussen", "en": "The bus"}
 _BUS_FROM = {"sv": "Bussen från {name}", "en": "The bus from {name}"}
+_ROOM_TBA = {"sv": "lokalen meddelas senare", "en": "room to be announced"}
 
 
 # -- what changed (pure) --------------------------------------------------------------------------
@@ -43,15 +44,15 @@ _BUS_FROM = {"sv": "Bussen från {name}", "en": "The bus from {name}"}
 
 @dataclass(frozen=True)
 class Change:
-    subject: str  # item:<id> | stop:<id>
+    subject: str  # item:<id> | stop:<id> | session:<item id>.<session id>
     kind: Literal["time", "place"]
-    old: datetime | str  # aware local start, or the place
+    old: datetime | str  # aware local start, or the place ("" when it was not yet confirmed)
     new: datetime | str
     at: datetime  # the new start (aware): a notice after it is no longer worth sending
 
 
 def compare(old: Event, new: Event) -> list[Change]:
-    """Start times and places of items and stops present in both files. End times only re-plan."""
+    """Start times and places of items, stops and sessions present in both files. End times only re-plan."""
     changes: list[Change] = []
     olds = {i.id: i for i in old.items}
     for item in new.items:
@@ -61,8 +62,11 @@ def compare(old: Event, new: Event) -> list[Change]:
         at = new.local(item.start)
         if before.start != item.start:
             changes.append(Change(f"item:{item.id}", "time", old.local(before.start), at, at))
-        if before.place != item.place:
-            changes.append(Change(f"item:{item.id}", "place", before.place, item.place, at))
+        if _known(before, "place") != _known(item, "place"):
+            changes.append(
+                Change(f"item:{item.id}", "place", _known(before, "place"), _known(item, "place"), at)
+            )
+        changes += _room_changes(before, item, at)
     old_stops = {s.id: s for s in old.stops}
     for stop in new.stops:
         was = old_stops.get(stop.id)
@@ -71,32 +75,63 @@ def compare(old: Event, new: Event) -> list[Change]:
         at = new.local(stop.time)
         if was.time != stop.time:
             changes.append(Change(f"stop:{stop.id}", "time", old.local(was.time), at, at))
-        if (was.name, was.address) != (stop.name, stop.address):
-            changes.append(
-                Change(
-                    f"stop:{stop.id}",
-                    "place",
-                    f"{was.name}, {was.address}",
-                    f"{stop.name}, {stop.address}",
-                    at,
-                )
-            )
+        if (was.name, _known(was, "address")) != (stop.name, _known(stop, "address")):
+            changes.append(Change(f"stop:{stop.id}", "place", _stop_place(was), _stop_place(stop), at))
     return sorted(changes, key=lambda c: (c.at, c.subject, c.kind))
 
 
-def told_subjects(event: Event, rule: Rule, stop: str | None) -> set[str]:
-    """The items and stops a rule's message told a delegate (with `stop` as their own) about."""
+def _known(owner: MayBeUnconfirmed, name: str) -> str:
+    """A place as messages showed it: "" while the event file marked it not yet confirmed."""
+    return "" if owner.unconfirmed(name) else str(getattr(owner, name))
+
+
+def _stop_place(stop: Stop) -> str:
+    address = _known(stop, "address")
+    return f"{stop.name}, {address}" if address else stop.name
+
+
+def _room_changes(before: Item, item: Item, at: datetime) -> list[Change]:
+    olds = {s.id: s for s in before.sessions}
+    return [
+        Change(f"session:{item.id}.{s.id}", "place", _known(olds[s.id], "room"), _known(s, "room"), at)
+        for s in item.sessions
+        if s.id in olds and _known(olds[s.id], "room") != _known(s, "room")
+    ]
+
+
+def told_subjects(event: Event, rule: Rule, stop: str | None, role: str | None = None) -> set[str]:
+    """The items, stops and sessions a rule's message told a delegate about: `stop` is their own pickup,
+    `role` picks their own session of a split item (None: every session)."""
     subjects: set[str] = set()
     anchor = rule.anchor.removesuffix(".end")
     for mention in [*rule.mentions, "own_stop" if anchor == "own_stop" else anchor]:
         if mention == "*":  # the programme: every item, and their own stop (or all stops, having none)
-            subjects |= {f"item:{i.id}" for i in event.items}
+            subjects |= {f"item:{i.id}" for i in event.items if _their_time(i, stop)}
             subjects |= {f"stop:{stop}"} if stop else {f"stop:{s.id}" for s in event.stops}
+            subjects |= {s for i in event.items for s in _their_sessions(event, i, role)}
         elif mention == "own_stop":
             subjects |= {f"stop:{stop}"} if stop else set()
+        elif mention.startswith("item:") and any(i.id == mention[5:] for i in event.items):
+            item = event.item(mention[5:])
+            subjects |= {mention} if _their_time(item, stop) else set()
+            subjects |= _their_sessions(event, item, role)
         elif mention.startswith(("item:", "stop:")):
             subjects.add(mention)
     return subjects
+
+
+def _their_time(item: Item, stop: str | None) -> bool:
+    # A bus item's start is its departure from the first stop: news to those boarding there, or to those
+    # with no stop of their own (told "the bus leaves at 09.00"); a rider picked up later has their own time.
+    return item.kind != "bus" or not item.stops or stop is None or stop == item.stops[0]
+
+
+def _their_sessions(event: Event, item: Item, role: str | None) -> set[str]:
+    if not item.sessions:
+        return set()
+    own = event.session_for(item.id, role) if role is not None else None
+    chosen = [own] if own is not None else ([] if role is not None else item.sessions)
+    return {f"session:{item.id}.{s.id}" for s in chosen}
 
 
 @dataclass(frozen=True)
@@ -127,7 +162,7 @@ def who_to_tell(
         if rule is None or delegate is None:
             continue
         stop = t.occurrence if rule.anchor == "own_stop" and t.occurrence != "-" else delegate.stop
-        heard.setdefault(t.delegate_id, set()).update(told_subjects(old, rule, stop))
+        heard.setdefault(t.delegate_id, set()).update(told_subjects(old, rule, stop, delegate.role))
     notices = []
     for delegate_id, subjects in sorted(heard.items()):
         theirs = _without_bus_repeats(old, [c for c in changes if c.subject in subjects])
@@ -158,6 +193,12 @@ def describe(event: Event, change: Change, language: str) -> dict[str, str]:
     kind, _, ref = change.subject.partition(":")
     if kind == "stop":
         what = _BUS_FROM[language].format(name=event.stop(ref).name)
+    elif kind == "session":
+        item_id, _, session_id = ref.partition(".")
+        title = next(s for s in event.item(item_id).sessions if s.id == session_id).title(language)
+        if not change.new:  # a room no longer confirmed: say so rather than "now in "
+            return {"what": title, "old": str(change.old), "new": _ROOM_TBA[language]}
+        return {"what": title, "old": str(change.old), "new": str(change.new), "kind": "room"}
     else:
         item = event.item(ref)
         what = _BUS[language] if item.kind == "bus" else item.title(language)

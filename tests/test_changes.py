@@ -138,21 +138,50 @@ def test_a_new_place_for_an_item_is_a_place_change(event_file):
 
 
 @pytest.mark.parametrize(
-    ("rule", "stop", "expected"),
+    ("rule", "stop", "role", "expected"),
     [
-        ("pickup", "hotel", {"stop:hotel"}),
-        ("day-before", "airport", {"stop:airport", "item:lunch"}),
-        ("day-before", None, {"item:lunch"}),
-        ("dinner", None, {"item:dinner"}),
-        ("day2-room-kso", "hotel", {"item:separate"}),
-        ("rsvp-reminder", "hotel", set()),
-        ("survey", "hotel", set()),
+        ("pickup", "hotel", "official", {"stop:hotel"}),
+        ("day-before", "airport", "official", {"stop:airport", "item:lunch"}),
+        ("day-before", None, "official", {"item:lunch"}),
+        ("dinner", None, "official", {"item:dinner"}),
+        ("day2-room-kso", "hotel", "kso", {"item:separate", "session:separate.kso"}),
+        ("day2-room-officials", "hotel", "official", {"item:separate", "session:separate.officials"}),
+        ("rsvp-reminder", "hotel", "kso", set()),
+        ("survey", "hotel", "kso", set()),
     ],
 )
-def test_a_rule_told_its_reader_about_its_mentions_and_its_anchor(rule, stop, expected):
-    """`mentions` plus the anchor; own_stop is the reader's stop."""
+def test_a_rule_told_its_reader_about_its_mentions_and_its_anchor(rule, stop, role, expected):
+    """`mentions` plus the anchor; own_stop is the reader's stop, a split item their own session."""
     event = load_event(SHIPPED)
-    assert told_subjects(event, event.rule(rule), stop) == expected
+    assert told_subjects(event, event.rule(rule), stop, role) == expected
+
+
+def test_the_programme_told_an_airport_rider_their_own_pickup_not_the_hotel_departure():
+    """The bus item's start is the departure from the hotel: news to hotel riders and to those with no
+    stop, not to the airport group, whose own time is their stop's."""
+    event = load_event(SHIPPED)
+    invitation = event.rule("invitation")
+    assert "item:bus" not in told_subjects(event, invitation, "airport", "official")
+    assert "stop:airport" in told_subjects(event, invitation, "airport", "official")
+    assert "item:bus" in told_subjects(event, invitation, "hotel", "official")
+    assert "item:bus" in told_subjects(event, invitation, None, "official")
+
+
+def test_a_room_change_is_a_place_change_of_that_session_only(event_file):
+    """Confirming the KSO room (it was `tbc`), then moving it, are place changes of session kso alone."""
+    old = load_event(event_file)
+    edit(event_file, 'roles = ["kso"], tbc = ["room"]', 'roles = ["kso"], room = "Sal Skellefteå"')
+    confirmed = load_event(event_file)
+    [change] = compare(old, confirmed)
+    assert (change.subject, change.kind, change.old, change.new) == (
+        "session:separate.kso",
+        "place",
+        "",
+        "Sal Skellefteå",
+    )
+    edit(event_file, 'room = "Sal Skellefteå"', 'room = "Sal Kåge"')
+    [moved] = compare(confirmed, load_event(event_file))
+    assert (moved.old, moved.new) == ("Sal Skellefteå", "Sal Kåge")
 
 
 def test_the_whole_programme_covers_every_item_and_the_readers_own_stop_only():
@@ -359,3 +388,96 @@ def test_the_apply_command_shows_the_changes_then_sends_the_notices(store, setti
     again = CliRunner().invoke(main, ["apply", "--yes"])
     assert "unchanged since it was applied (sequence 1)" in again.output
     assert len(list((settings.outbox_dir).rglob("*change*"))) == 2
+
+
+# -- change notices per person ------------------------------------------------------------------
+
+HOTEL = Delegate("hanna", "Hanna Hotell", "hanna@example.se", None, "sv", stop="hotel", rsvp="yes")
+AIRPORT = Delegate("arvid", "Arvid Flyg", "arvid@example.se", None, "sv", stop="airport", rsvp="yes")
+KSO = Delegate("karin", "Karin Kso", "karin@example.se", None, "sv", stop="airport", role="kso", rsvp="yes")
+OFFICIAL = Delegate("olle", "Olle Tjänsteman", "olle@example.se", None, "en", stop="hotel", rsvp="yes")
+KSO_PHONE = Delegate("karin", "Karin Kso", None, "+46701740609", "sv", role="kso", rsvp="yes")
+LINKS = {"rsvp_url": "r", "survey_url": "s", "optout_url": "o", "programme_url": "p"}
+
+
+@pytest.fixture
+def told_the_programme(settings: Settings, event_file: Path) -> Iterator[Store]:
+    """Four delegates who were all sent the invitation (the whole programme) before the file changed."""
+    store = open_store(settings.effective_database_url)
+    people = [HOTEL, AIRPORT, KSO, OFFICIAL]
+    with store.session() as session:
+        upsert_delegates(session, people, BEFORE)
+        apply(session, event_file, BEFORE - timedelta(days=1))
+        mark_sent(session, *(f"invitation:-:{d.id}:email" for d in people))
+    yield store
+    store.close()
+
+
+def test_moving_the_hotel_departure_tells_the_hotel_riders_and_not_the_airport_riders(
+    told_the_programme, settings, event_file, monkeypatch
+):
+    """The bus now leaves the hotel at 09.15 (stop and bus item edited) and `kallelse apply --yes` runs:
+    Hanna and Olle (hotel) are told "Bussen från The Wood Hotel: nu kl. 09.15"; Arvid and Karin, picked up
+    at the airport at 09.30 as before, are not told anything."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DATABASE_URL", settings.effective_database_url)
+    monkeypatch.setenv("EVENT_FILE", str(event_file))
+    monkeypatch.delenv("BROKER_URL", raising=False)
+    edit(event_file, HOTEL_STOP, "time = 2021-11-25T09:15:00")
+    edit(
+        event_file,
+        "start = 2021-11-25T09:00:00\nend = 2021-11-25T12:00:00",
+        "start = 2021-11-25T09:15:00\nend = 2021-11-25T12:00:00",
+    )
+    result = CliRunner().invoke(main, ["apply", "--yes"])
+    assert result.exit_code == 0, result.output
+    notices = rows(told_the_programme, "change:1")
+    assert [r.delegate_id for r in notices] == ["hanna", "olle"]
+    assert json.loads(notices[0].payload)["extra"]["changes"] == [
+        {"what": "Bussen från The Wood Hotel", "old": "kl. 09.00", "new": "kl. 09.15"}
+    ]
+    mails = sorted(p.name for p in (settings.outbox_dir / "email").glob("*change*"))
+    assert len(mails) == 2 and "hanna" in mails[0] and "olle" in mails[1]
+
+
+def test_changing_a_day_two_room_tells_those_told_of_that_room_and_names_only_it(
+    told_the_programme, event_file
+):
+    """The KSO room is confirmed, later moved: Karin (KSO) is told each time, with the room alone; Olle
+    (official, whose room did not change) and the bus riders are not told."""
+    edit(event_file, 'roles = ["kso"], tbc = ["room"]', 'roles = ["kso"], room = "Sal Skellefteå"')
+    with told_the_programme.session() as session:
+        apply(session, event_file)
+    [notice] = rows(told_the_programme, "change:1")
+    assert notice.delegate_id == "karin"
+    assert json.loads(notice.payload)["extra"]["changes"] == [
+        {"what": "Samtal för KSO-er (politiker)", "old": "", "new": "Sal Skellefteå", "kind": "room"}
+    ]
+    edit(event_file, 'room = "Sal Skellefteå"', 'room = "Sal Kåge"')
+    with told_the_programme.session() as session:
+        apply(session, event_file, changed_at=datetime.now(UTC))
+    assert [r.delegate_id for r in rows(told_the_programme, "change:2")] == ["karin"]
+
+
+def test_a_room_notice_reads_now_in_the_new_room_and_the_old_one_only_if_there_was_one():
+    """ "Samtal för KSO-er (politiker): nu i Sal Kåge (tidigare Sal Skellefteå)." and, for a room just
+    confirmed, no "tidigare" at all."""
+    from pipeline.render import make_env, render_sms
+
+    env, event = make_env(ROOT / "templates"), load_event(SHIPPED)
+    moved = {
+        "what": "Samtal för KSO-er (politiker)",
+        "old": "Sal Skellefteå",
+        "new": "Sal Kåge",
+        "kind": "room",
+    }
+
+    def body(change: dict) -> str:
+        return render_sms(
+            env, event, KSO_PHONE, "change_notice", key="k", links=LINKS, extra={"changes": [change]}
+        ).body
+
+    assert "Samtal för KSO-er (politiker): nu i Sal Kåge (tidigare Sal Skellefteå)." in body(moved)
+    first = body({**moved, "old": ""})
+    assert "nu i Sal Kåge." in first and "tidigare" not in first
