@@ -352,6 +352,17 @@ def group_by_day(items: Iterable[ItemView]) -> list[DayView]:
     return [DayView(d, tuple(its)) for d, its in by_date.items()]
 
 
+def programme_view(event: Event, lang: str) -> dict[str, Any]:
+    """The public programme (no delegate): days with their items, the bus stops, the contacts."""
+    lang = language_code(lang)
+    return {
+        "days": group_by_day(item_view(event, i, lang) for i in event.items),
+        "stops": [_stop_view(event, s, lang) for s in sorted(event.stops, key=lambda s: s.time)],
+        "contacts": [_contact_view(c, lang) for c in event.contacts],
+        "venue": event.event.venue,
+    }
+
+
 def _delegate_stop(event: Event, delegate: Delegate, lang: str) -> StopView | None:
     if not delegate.stop:
         return None

@@ -250,7 +250,7 @@ def test_a_change_notice_is_delivered_with_the_new_time_and_an_updated_calendar_
 def test_an_invitation_sent_after_an_apply_carries_the_applied_sequence(store, settings, event_file):
     """A late registrant's invitation, made after `apply` stored sequence 1, updates the same calendar
     entries as the change notices did: SEQUENCE 1, not 0."""
-    from pipeline.delivery import build_message
+    from pipeline.sending.worker import build_message
 
     edit(event_file, HOTEL_STOP, "time = 2021-11-25T09:15:00")
     with store.session() as session:

@@ -103,7 +103,7 @@ def test_check_passes_on_the_shipped_event_templates_and_example_delegates(db_ur
 
 
 def test_check_lists_the_unconfirmed_rooms_and_airport_meeting_point_with_the_rules_and_dates(
-    db_url: str,
+    db_url: str, kallelse
 ) -> None:
     """The shipped file marks the day-2 rooms and the airport meeting point `tbc`: check names each one,
     then every rule whose message shows it and the date that message first goes out."""
@@ -119,7 +119,7 @@ def test_check_lists_the_unconfirmed_rooms_and_airport_meeting_point_with_the_ru
 
 
 def test_check_says_nothing_about_unconfirmed_facts_once_all_are_confirmed(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, kallelse
 ) -> None:
     """With an address and the rooms written in and `tbc` removed, nothing is listed."""
     text = EVENT_FILE.read_text(encoding="utf-8").replace('tbc = ["address"]', 'address = "Terminalen"')

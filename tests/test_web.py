@@ -540,3 +540,29 @@ def test_an_email_names_the_opt_out_page_in_list_unsubscribe_and_a_one_click_pos
     assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     person = delegate(store, "anna")
     assert (person.email_opt_out, person.sms_opt_out) == (True, True)
+
+
+# -- the public programme ------------------------------------------------------------------------
+
+
+def test_the_public_programme_needs_no_login_and_lists_both_days_the_stops_and_whom_to_call(client) -> None:
+    """`/program` (the link in the SMS) shows the whole programme to anyone, sized for a phone."""
+    page = client.get("/program")
+    assert page.status_code == 200 and 'name="viewport"' in page.text
+    for expected in (
+        "Torsdag 25 november",
+        "Fredag 26 november",
+        "ca kl. 09.30: Skellefteå flygplats, mötesplatsen meddelas senare",
+        "Samtal för KSO-er (politiker): lokalen meddelas senare",
+        "Karin Bodin",
+        'href="tel:+46709197135"',
+    ):
+        assert expected in page.text, expected
+
+
+def test_the_public_programme_in_english(client) -> None:
+    """`?lang=en` gives the same programme in English, with a link back to Swedish."""
+    page = client.get("/program?lang=en")
+    assert page.status_code == 200 and '<html lang="en">' in page.text
+    assert "Thursday 25 November" in page.text and "meeting point to be announced" in page.text
+    assert "På svenska" in page.text

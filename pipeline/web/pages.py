@@ -1,4 +1,5 @@
-"""The personal pages behind the links in our messages: RSVP (`/r/<token>`) and survey (`/s/<token>`).
+"""The pages behind the links in our messages: RSVP (`/r/<token>`), survey (`/s/<token>`), opt-out
+(`/u/<token>`), and the public programme (`/program`, `?lang=en`) that SMS readers are sent.
 
 A GET only shows a page: mail scanners and link previews open links, so only a button's POST records.
 A link that cannot be read (tampered, expired, or for a delegate since removed) gets a page saying so and
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.inbound import InvalidSurvey, record_web_rsvp, record_web_survey
 from pipeline.links import OPTOUT_MAX_AGE, RSVP_MAX_AGE, SURVEY_MAX_AGE, InvalidLink
-from pipeline.render import day, day_span, phone
+from pipeline.render import clock, day, day_span, phone, programme_view, tel
 from pipeline.store.models import DelegateRow
 from pipeline.store.responses import set_email_opt_out, set_sms_opt_out
 from pipeline.timetable import Event
@@ -77,6 +78,17 @@ def rsvp_answer(request: Request, token: str, answer: Annotated[str, Form()] = "
     with rt.store.session() as session:
         record_web_rsvp(session, person.id, answer, rt.clock())
     return _page(request, "done.html", person.lang, message=f"rsvp_done_{answer}", again=request.url.path)
+
+
+# -- the public programme ------------------------------------------------------------------------
+
+
+@router.get("/program", response_class=HTMLResponse)
+def programme_page(request: Request, lang: str = "sv") -> HTMLResponse:
+    """The programme for anyone with the link (SMS readers have no email to read it in): no login."""
+    lang = "en" if lang == "en" else "sv"
+    view = programme_view(runtime(request).event, lang)
+    return _page(request, "programme.html", lang, programme=view, clock=clock, day=day, phone=phone, tel=tel)
 
 
 # -- survey --------------------------------------------------------------------------------------

@@ -30,6 +30,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "optout_button": "Avsluta utskicken",
         "optout_current": "Du får inga fler utskick om mötet.",
         "optout_done": "Du får inga fler mejl eller sms om mötet. Ångrar du dig? Kontakta oss.",
+        "programme": "Program",
+        "bus_stops": "Bussen hämtar",
+        "about": "ca",
+        "at": "kl.",
+        "contacts": "Kontakt",
+        "other_language": "In English",
     },
     "en": {
         "hello": "Hi {name}!",
@@ -59,6 +65,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "optout_current": "You get no more messages about the meeting.",
         "optout_done": "You will get no more emails or texts about the meeting. Changed your mind? "
         "Contact us.",
+        "programme": "Programme",
+        "bus_stops": "The bus picks up",
+        "about": "about",
+        "at": "",
+        "contacts": "Contacts",
+        "other_language": "På svenska",
     },
 }
 
