@@ -36,6 +36,8 @@ class Delegate:
     sms_opt_out: bool = False
     email_opt_out: bool = False
     survey_answered: bool = False
+    dietary: str = ""  # from the RSVP page
+    comment: str = ""
 
     @property
     def first_name(self) -> str:

@@ -56,11 +56,13 @@ def _rsvps(session: Session, event: Event) -> tuple[list[str], Rows]:
     for row in session.scalars(select(RsvpRow).order_by(RsvpRow.id)):
         latest[row.delegate_id] = row  # the last recorded is the answer that counts (store/people.py)
     columns = ["delegate_id", "name", "organisation", "role", "answer", "answered_at", "channel"]
+    columns += ["dinner", "stop", "dietary", "comment"]  # what the RSVP page collects
     rows: Rows = []
     for d in session.scalars(select(DelegateRow).order_by(DelegateRow.id)):
         answer = latest.get(d.id)
         when = _local(event, answer.at) if answer else None
         rows.append([d.id, d.name, d.organisation, d.role, d.rsvp, when, answer.channel if answer else None])
+        rows[-1] += [d.dinner, d.stop, d.dietary, d.comment]
     return columns, rows
 
 

@@ -23,7 +23,7 @@ from pipeline.render import phone
 from pipeline.replies import Reply, interpret
 from pipeline.sms import gsm_friendly
 from pipeline.store.models import DelegateRow
-from pipeline.store.people import record_rsvp
+from pipeline.store.people import RsvpDetails, record_rsvp, record_rsvp_details
 from pipeline.store.responses import (
     delegate_by_email,
     delegate_by_phone,
@@ -299,6 +299,51 @@ def record_web_rsvp(session: Session, delegate_id: str, answer: str, now: dateti
         raise LookupError(delegate_id)
     record_rsvp(session, delegate_id, answer, "link", now)
     log.info("web rsvp from delegate %s: %s", delegate_id, answer)
+
+
+OWN_WAY = "own"  # the RSVP form's stop choice for "I come by myself"
+MAX_RSVP_TEXT = 1000  # characters kept of dietary needs and of a comment
+
+
+class InvalidRsvp(ValueError):
+    """An RSVP form that cannot be stored; `fields` names what to correct."""
+
+    def __init__(self, fields: list[str]):
+        self.fields = fields
+        super().__init__(f"invalid RSVP form fields: {', '.join(fields)}")
+
+
+def read_rsvp_form(event: Event, form: dict[str, str]) -> tuple[str, RsvpDetails]:
+    """The answer and the details of a submitted RSVP page. Raises `InvalidRsvp` naming bad fields."""
+    answer = form.get("answer", "")
+    dinner, stop = form.get("dinner", ""), form.get("stop", "")
+    bad = [
+        name
+        for name, ok in (("answer", answer in ("yes", "no")), ("dinner", dinner in ("", "yes", "no")))
+        if not ok
+    ]
+    if stop not in ("", OWN_WAY, *(s.id for s in event.stops)):
+        bad.append("stop")
+    if bad:
+        raise InvalidRsvp(bad)
+    details = RsvpDetails(
+        dinner={"yes": True, "no": False}.get(dinner) if answer == "yes" else None,
+        stop=stop if answer == "yes" and stop not in ("", OWN_WAY) else None,
+        own_way=answer == "yes" and stop == OWN_WAY,
+        dietary=clean_text(form.get("dietary", "")).strip()[:MAX_RSVP_TEXT],
+        comment=clean_text(form.get("comment", "")).strip()[:MAX_RSVP_TEXT],
+    )
+    return answer, details
+
+
+def record_web_rsvp_form(
+    session: Session, event: Event, delegate_id: str, form: dict[str, str], now: datetime
+) -> str:
+    """Store a submitted RSVP page: the answer (as a web RSVP) and what the day needs. Returns the answer."""
+    answer, details = read_rsvp_form(event, form)
+    record_web_rsvp(session, delegate_id, answer, now)
+    record_rsvp_details(session, delegate_id, details, now)
+    return answer
 
 
 def record_web_survey(

@@ -553,3 +553,15 @@ def test_confirming_the_same_broadcast_twice_creates_nothing_new_unless_asked(ad
     settled(store, f"broadcast:{third.split('?')[0].split('/')[-1]}")
     with store.session() as session:
         assert len(session.scalars(select(LedgerRow).where(LedgerRow.rule.like("broadcast:%"))).all()) == 4
+
+
+def test_a_delegates_page_shows_what_they_said_on_the_rsvp_page(admin, store) -> None:
+    """Dinner, dietary needs and the comment from the RSVP page are on the organiser's delegate page."""
+    from pipeline.store.people import RsvpDetails, record_rsvp_details
+
+    with store.session() as session:
+        record_rsvp_details(
+            session, "anna", RsvpDetails(False, "hotel", False, "Laktosfri", "Ringer om tåget"), NOW
+        )
+    facts = cells(admin.get("/admin/delegates/anna").text, "delegate")
+    assert "Middag nej" in facts and "Specialkost Laktosfri" in facts and "Övrigt Ringer om tåget" in facts

@@ -108,7 +108,8 @@ def test_text_that_a_spreadsheet_would_run_as_a_formula_gets_a_leading_apostroph
 def test_the_rsvp_csv_starts_with_a_bom_and_separates_cells_with_semicolons(store, event):
     """UTF-8 BOM first, then a ";"-separated header, so Swedish Excel opens it in columns with å, ä, ö."""
     text = csv_text(store, event, "rsvps")
-    assert text.startswith("\ufeffdelegate_id;name;organisation;role;answer;answered_at;channel\r\n")
+    header = "delegate_id;name;organisation;role;answer;answered_at;channel;dinner;stop;dietary;comment"
+    assert text.startswith(f"\ufeff{header}\r\n")
     assert "Åsa Öberg;Skellefteå kommun;kso;none;;" in text
 
 
@@ -179,3 +180,28 @@ def test_an_unknown_export_is_refused(store, event):
     """Asking for anything but rsvps, survey or messages is a ValueError that lists the choices."""
     with pytest.raises(ValueError, match="rsvps, survey or messages"):
         rows_of(store, event, "delegates")
+
+
+def test_the_rsvp_export_has_what_the_rsvp_page_collected(tmp_path):
+    """Dinner, stop, dietary needs and comment from the RSVP page are columns of `export rsvps`."""
+    from pipeline.store.people import RsvpDetails, record_rsvp_details
+
+    store = open_store(f"sqlite:///{tmp_path / 'k.sqlite3'}")
+    now = datetime(2021, 11, 1, 9, 0, tzinfo=UTC)
+    with store.session() as session:
+        upsert_delegates(session, [Delegate("d1", "Anna Berg", "anna@example.se")], now)
+        record_rsvp_details(
+            session, "d1", RsvpDetails(False, "airport", False, "Glutenfri", "Sen ankomst"), now
+        )
+    with store.session() as session:
+        columns, rows = export_rows(
+            session, load_event(Path(__file__).resolve().parent.parent / "config" / "event.toml"), "rsvps"
+        )
+    store.close()
+    row = dict(zip(columns, rows[0], strict=True))
+    assert (row["dinner"], row["stop"], row["dietary"], row["comment"]) == (
+        False,
+        "airport",
+        "Glutenfri",
+        "Sen ankomst",
+    )

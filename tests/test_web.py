@@ -349,6 +349,79 @@ def test_pressing_a_button_records_the_answer_from_the_web(client, store, answer
     assert delegate(store, "anna").rsvp == answer
 
 
+def test_the_rsvp_page_asks_what_the_day_needs(client) -> None:
+    """Besides yes/no: dinner, which stop (or own way), dietary needs and a free comment."""
+    page = client.get(f"/r/{link('rsvp')}").text
+    assert "Äter du middag med oss torsdag 25 november kl. 18.00?" in page
+    assert 'name="stop" value="hotel"' in page and 'name="stop" value="airport"' in page
+    assert (
+        'name="stop" value="own"' in page
+        and "Jag tar mig dit själv (vi ses kl. 12.00 på The Wood Hotel)" in page
+    )
+    assert 'name="dietary"' in page and 'name="comment"' in page
+
+
+def test_the_rsvp_page_stores_dinner_stop_dietary_needs_and_comment_and_says_what_comes_next(
+    client, store
+) -> None:
+    """Anna comes, skips dinner, boards at the airport, is vegetarian: all stored with the web answer; the
+    confirmation names the practical letter and her own pickup, and no dinner."""
+    form = {
+        "answer": "yes",
+        "dinner": "no",
+        "stop": "airport",
+        "dietary": "Vegetarisk",
+        "comment": "Kommer 09.20",
+    }
+    page = client.post(f"/r/{link('rsvp')}", data=form)
+    assert page.status_code == 200
+    assert "En vecka före mötet får du praktisk information." in page.text
+    assert "Bussen hämtar dig torsdag 25 november ca kl. 09.30 vid Skellefteå flygplats." in page.text
+    assert "Middagen" not in page.text
+    row = delegate(store, "anna")
+    assert (row.rsvp, row.dinner, row.stop, row.dietary, row.comment) == (
+        "yes",
+        False,
+        "airport",
+        "Vegetarisk",
+        "Kommer 09.20",
+    )
+    with store.session() as session:
+        assert [(r.answer, r.channel) for r in session.scalars(select(RsvpRow))] == [("yes", "web")]
+    again = client.get(f"/r/{link('rsvp')}").text  # the form opens as she left it
+    assert 'value="airport" checked' in again and 'value="no" checked' in again and "Vegetarisk" in again
+
+
+def test_own_way_on_the_rsvp_page_clears_the_stop_and_an_import_does_not_put_it_back(client, store) -> None:
+    """ "I come by myself": no stop, so no pickup texts; re-importing the CSV with a stop keeps her choice,
+    as it keeps her answer."""
+    from pipeline.store.people import upsert_delegates
+
+    add_delegates(store, delegate_with(ANNA, stop="hotel", dinner=True))
+    client.post(f"/r/{link('rsvp')}", data={"answer": "yes", "stop": "own", "dinner": "yes"})
+    assert delegate(store, "anna").stop is None
+    with store.session() as session:
+        upsert_delegates(session, [delegate_with(ANNA, stop="hotel", dinner=False)], NOW)
+    row = delegate(store, "anna")
+    assert (row.stop, row.dinner) == (None, True)
+    page = client.post(f"/r/{link('rsvp')}", data={"answer": "yes", "stop": "own", "dinner": "yes"})
+    assert "Vi ses torsdag 25 november kl. 12.00 på The Wood Hotel." in page.text
+    assert "Middagen börjar torsdag 25 november kl. 18.00." in page.text
+
+
+def test_an_rsvp_form_naming_an_unknown_stop_stores_nothing(client, store) -> None:
+    """A stop the event does not have: 400, the page again, and no answer stored."""
+    page = client.post(f"/r/{link('rsvp')}", data={"answer": "yes", "stop": "harbour"})
+    assert page.status_code == 400 and "Välj bland alternativen" in page.text
+    assert count(store, RsvpRow) == 0 and delegate(store, "anna").stop is None
+
+
+def delegate_with(person, **changes):
+    import dataclasses
+
+    return dataclasses.replace(person, **changes)
+
+
 def test_a_post_without_a_valid_answer_records_nothing(client, store) -> None:
     """An answer other than yes/no shows the page again with 400."""
     page = client.post(f"/r/{link('rsvp')}", data={"answer": "maybe"})

@@ -75,6 +75,11 @@ class DelegateRow(Base):
     survey_answered: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set when an organiser cancels the delegate: no more messages; what was sent stays in the history.
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # From the RSVP page: what the day needs. `set_by_delegate` names the fields the delegate chose there
+    # ("dinner,stop"), which a later import never overwrites.
+    dietary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    comment: Mapped[str] = mapped_column(Text, default="", server_default="")
+    set_by_delegate: Mapped[str] = mapped_column(String(100), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the scheduler polls for changes
 

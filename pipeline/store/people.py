@@ -173,8 +173,9 @@ def _apply_import(
     kept: list[KeptAnswer],
 ) -> bool:
     changed = False
+    chosen = set(row.set_by_delegate.split(","))  # what they said on the RSVP page stays as they said it
     for name in _IMPORTED:
-        if getattr(row, name) != getattr(delegate, name):
+        if name not in chosen and getattr(row, name) != getattr(delegate, name):
             setattr(row, name, getattr(delegate, name))
             changed = True
     # An empty cell erases nothing; a different answer replaces only an earlier import.
@@ -211,6 +212,34 @@ def record_rsvp(
     if row is not None:
         row.rsvp = answer
         row.updated_at = now
+
+
+@dataclass(frozen=True)
+class RsvpDetails:
+    """What the RSVP page asks besides yes/no. `stop` None with `own_way`: they come by themselves."""
+
+    dinner: bool | None
+    stop: str | None
+    own_way: bool
+    dietary: str
+    comment: str
+
+
+def record_rsvp_details(session: Session, delegate_id: str, details: RsvpDetails, now: datetime) -> None:
+    """Store the page's answers on the delegate; dinner and stop, once chosen, are theirs (see import)."""
+    row = session.get(DelegateRow, delegate_id)
+    if row is None:
+        raise LookupError(delegate_id)
+    chosen = {name for name in row.set_by_delegate.split(",") if name}
+    if details.dinner is not None:
+        row.dinner = details.dinner
+        chosen.add("dinner")
+    if details.stop is not None or details.own_way:
+        row.stop = details.stop
+        chosen.add("stop")
+    row.dietary, row.comment = details.dietary, details.comment
+    row.set_by_delegate = ",".join(sorted(chosen))
+    row.updated_at = now  # the scheduler re-plans them: a new stop means a new pickup text
 
 
 def rsvp_history(session: Session, delegate_id: str) -> list[RsvpRow]:

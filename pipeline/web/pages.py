@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import jinja2
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.inbound import InvalidSurvey, record_web_rsvp, record_web_survey
+from pipeline.inbound import OWN_WAY, InvalidRsvp, InvalidSurvey, record_web_rsvp_form, record_web_survey
 from pipeline.links import OPTOUT_MAX_AGE, RSVP_MAX_AGE, SURVEY_MAX_AGE, InvalidLink
 from pipeline.render import clock, day, day_span, phone, programme_view, tel
 from pipeline.store.models import DelegateRow
@@ -54,6 +54,11 @@ class Person:
     rsvp: str
     survey_answered: bool
     opted_out: bool = False
+    dinner: bool | None = None
+    stop: str | None = None
+    dietary: str = ""
+    comment: str = ""
+    chosen: frozenset[str] = frozenset()  # fields the delegate set on the RSVP page
 
 
 # -- RSVP ----------------------------------------------------------------------------------------
@@ -64,20 +69,101 @@ def rsvp_page(request: Request, token: str) -> HTMLResponse:
     person = _person(request, token, "rsvp", RSVP_MAX_AGE)
     if isinstance(person, HTMLResponse):
         return person
-    return _page(request, "rsvp.html", person.lang, person=person)
+    return _rsvp_form(request, person, 200, None, _current_answers(person))
 
 
 @router.post("/r/{token}", response_class=HTMLResponse)
-def rsvp_answer(request: Request, token: str, answer: Annotated[str, Form()] = "") -> HTMLResponse:
+async def rsvp_answer(request: Request, token: str) -> HTMLResponse:
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    return await run_in_threadpool(_rsvp_answer, request, token, form)
+
+
+def _rsvp_answer(request: Request, token: str, form: dict[str, str]) -> HTMLResponse:
     person = _person(request, token, "rsvp", RSVP_MAX_AGE)
     if isinstance(person, HTMLResponse):
         return person
-    if answer not in ("yes", "no"):
-        return _page(request, "rsvp.html", person.lang, 400, person=person, error="rsvp_bad_answer")
     rt = runtime(request)
-    with rt.store.session() as session:
-        record_web_rsvp(session, person.id, answer, rt.clock())
-    return _page(request, "done.html", person.lang, message=f"rsvp_done_{answer}", again=request.url.path)
+    try:
+        with rt.store.session() as session:
+            answer = record_web_rsvp_form(session, rt.event, person.id, form, rt.clock())
+    except InvalidRsvp as e:
+        error = "rsvp_bad_answer" if "answer" in e.fields else "rsvp_bad_details"
+        return _rsvp_form(request, person, 400, error, form)
+    person = _person(request, token, "rsvp", RSVP_MAX_AGE)
+    assert isinstance(person, Person)
+    return _page(
+        request,
+        "done.html",
+        person.lang,
+        message=f"rsvp_done_{answer}",
+        next_steps=_next_steps(rt.event, person) if answer == "yes" else [],
+        again=request.url.path,
+    )
+
+
+def _rsvp_form(
+    request: Request, person: Person, status: int, error: str | None, answers: dict[str, str]
+) -> HTMLResponse:
+    event = runtime(request).event
+    view = programme_view(event, person.lang)
+    dinner = next((i for d in view["days"] for i in d.items if i.kind == "dinner"), None)
+    meet = next((i for d in view["days"] for i in d.items if i.kind != "bus"), None)
+    return _page(
+        request,
+        "rsvp.html",
+        person.lang,
+        status,
+        person=person,
+        error=error,
+        answers=answers,
+        stops=view["stops"],
+        dinner=dinner,
+        meet=meet,
+        clock=clock,
+        day=day,
+        own_way=OWN_WAY,
+    )
+
+
+def _current_answers(person: Person) -> dict[str, str]:
+    """The form as the delegate last left it (or as the organiser's list has it)."""
+    dinner = {True: "yes", False: "no"}.get(person.dinner, "") if person.dinner is not None else ""
+    stop = person.stop or (OWN_WAY if "stop" in person.chosen else "")
+    answer = person.rsvp if person.rsvp in ("yes", "no") else ""
+    return {
+        "answer": answer,
+        "dinner": dinner,
+        "stop": stop,
+        "dietary": person.dietary,
+        "comment": person.comment,
+    }
+
+
+def _next_steps(event: Event, person: Person) -> list[str]:
+    """What comes next, as the confirmation says it: the practical letter, their pickup, dinner."""
+    t, lang = TEXTS[person.lang], person.lang
+    steps = [t["next_practical"]]
+    if person.stop:
+        stop = event.stop(person.stop)
+        about = f"{t['about']} " if stop.approximate else ""
+        steps.append(t["next_bus"].format(time=_at(event.local(stop.time), lang, about), stop=stop.name))
+    else:
+        meet = next(i for i in sorted(event.items, key=lambda i: i.start) if i.kind != "bus")
+        steps.append(
+            t["next_meet"].format(time=_at(event.local(meet.start), lang), place=event.event.venue.name)
+        )
+    if person.dinner:
+        dinner = next((i for i in event.items if i.kind == "dinner"), None)
+        if dinner is not None:
+            steps.append(t["next_dinner"].format(time=_at(event.local(dinner.start), lang)))
+    return steps
+
+
+def _at(moment: datetime, lang: str, about: str = "") -> str:
+    """ "torsdag 25 november ca kl. 09.30" / "on Thursday 25 November at about 09:30"."""
+    if lang == "en":
+        return f"on {day(moment, lang)} at {about}{clock(moment, lang)}"
+    return f"{day(moment, lang)} {about}kl. {clock(moment, lang)}"
 
 
 # -- the public programme ------------------------------------------------------------------------
@@ -171,7 +257,20 @@ def _person(request: Request, token: str, purpose: str, max_age: int) -> Person 
         lang = "en" if row.language == "en" else "sv"
         first_name = row.name.split()[0] if row.name.strip() else ""
         opted_out = row.email_opt_out and row.sms_opt_out
-        return Person(row.id, first_name, lang, row.rsvp, row.survey_answered, opted_out)
+        chosen = frozenset(n for n in row.set_by_delegate.split(",") if n)
+        return Person(
+            row.id,
+            first_name,
+            lang,
+            row.rsvp,
+            row.survey_answered,
+            opted_out,
+            row.dinner,
+            row.stop,
+            row.dietary,
+            row.comment,
+            chosen,
+        )
 
 
 def read_link(request: Request, token: str, purpose: str, max_age: int) -> str:
@@ -190,6 +289,7 @@ def _problem(request: Request, reason: str, status: int) -> HTMLResponse:
 def _page(request: Request, name: str, lang: str, status: int = 200, **context: Any) -> HTMLResponse:
     event: Event = runtime(request).event
     context.setdefault("error", None)
+    context.setdefault("next_steps", [])
     html = templates.get_template(name).render(
         lang=lang, t=TEXTS[lang], texts=TEXTS, ev=_event_view(event, lang), contact=_contact(event), **context
     )
@@ -202,6 +302,7 @@ def _event_view(event: Event, lang: str) -> dict[str, Any]:
         "name": meta.name(lang),
         "dates": day_span(meta.start.date(), meta.end.date(), lang),
         "place": f"{meta.venue.name}, {meta.venue.city}",
+        "venue": meta.venue.name,
         "deadline": day(meta.rsvp_deadline.date(), lang),
         "survey": event.survey,
     }
