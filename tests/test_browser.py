@@ -279,3 +279,59 @@ def test_on_a_desktop_the_lists_filter_print_and_show_a_delegates_messages(brows
         shot(page, "desktop-day-4-hotel-print")
     finally:
         context.close()
+
+
+# -- what delegates see on a phone ---------------------------------------------------------------
+
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+
+
+def test_the_programme_and_rsvp_pages_fit_a_phone_without_sideways_scrolling(browser, server) -> None:
+    """At 375 px the public programme and the RSVP form need no horizontal scrolling, and the form's
+    choices are all there."""
+    from pipeline.links import LinkSigner
+    from tests.fixtures.dashboard import SECRET
+
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(f"{server}/program")
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
+    assert "Skellefteå flygplats, mötesplatsen meddelas senare" in page.inner_text("main")
+    shot(page, "programme-phone")
+    page.goto(f"{server}/r/{LinkSigner(SECRET, server).token('rsvp', 'anna')}")
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
+    assert (
+        page.locator('input[name="stop"]').count() == 3 and page.locator('input[name="dinner"]').count() == 2
+    )
+    shot(page, "rsvp-phone")
+    context.close()
+
+
+def test_a_phone_number_in_an_email_stays_on_one_line_at_375_px(browser) -> None:
+    """The invitation's HTML on a phone: every tel: link is one line box (non-breaking spaces hold)."""
+    from pipeline.delegates import Delegate
+    from pipeline.render import make_env, render_email
+    from pipeline.timetable import load_event
+
+    anna = Delegate("anna", "Anna Lindqvist", "anna@example.se", role="kso", stop="hotel")
+    links = {
+        k: f"https://kallelse.example.org/{k}"
+        for k in ("rsvp_url", "survey_url", "optout_url", "programme_url")
+    }
+    html = render_email(
+        make_env(ROOT / "templates"),
+        load_event(ROOT / "config" / "event.toml"),
+        anna,
+        "practical",
+        key="k",
+        links=links,
+    ).html
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    page.set_content(html)
+    lines = page.evaluate(
+        "[...document.querySelectorAll('a[href^=\"tel:\"]')].map(a => a.getClientRects().length)"
+    )
+    assert lines and all(n == 1 for n in lines), lines
+    shot(page, "practical-email-phone")
+    context.close()
