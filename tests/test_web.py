@@ -387,7 +387,7 @@ def test_the_rsvp_page_stores_dinner_stop_dietary_needs_and_comment_and_says_wha
         "Kommer 09.20",
     )
     with store.session() as session:
-        assert [(r.answer, r.channel) for r in session.scalars(select(RsvpRow))] == [("yes", "web")]
+        assert [(r.answer, r.channel) for r in session.scalars(select(RsvpRow))] == [("yes", "link")]
     again = client.get(f"/r/{link('rsvp')}").text  # the form opens as she left it
     assert 'value="airport" checked' in again and 'value="no" checked' in again and "Vegetarisk" in again
 
