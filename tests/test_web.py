@@ -121,7 +121,7 @@ def test_a_signed_ja_tack_jag_kommer_from_a_delegate_never_asked_by_sms_exports_
     assert "<Message>Tack Anna! Vi har noterat att du kommer.</Message>" in response.text
     with store.session() as session:
         _, rows = export_rows(session, load_event(EVENT_FILE), "rsvps")
-    assert [row[4:] for row in rows if row[0] == "anna"] == [["yes", NOW, "sms"]]
+    assert [row[4:7] for row in rows if row[0] == "anna"] == [["yes", NOW, "sms"]]
 
 
 @pytest.mark.parametrize(
