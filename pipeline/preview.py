@@ -15,7 +15,7 @@ from datetime import datetime
 import jinja2
 
 from pipeline.delegates import Delegate
-from pipeline.ics import event_ics
+from pipeline.ics import delegate_ics
 from pipeline.render import render_email, render_sms
 from pipeline.sending import attaches_ics
 from pipeline.sms import Segments, sms_segments
@@ -71,11 +71,21 @@ def show(
         if planned.channel == "sms":
             body = render_sms(env, event, delegate, template, key=planned.key, links=links, extra=extra).body
             return Shown(planned, text=body, segments=sms_segments(body))
-        sequence = int(extra.get("sequence", 0))
-        ics = event_ics(event, sequence=sequence) if attaches_ics(template) else None
+        ics = _calendar(event, delegate, planned, extra, links) if attaches_ics(template) else None
         email = render_email(
             env, event, delegate, template, key=planned.key, links=links, extra=extra, ics=ics
         )
     except (jinja2.TemplateError, LookupError, ValueError) as e:
         return Shown(planned, problem=str(e))
     return Shown(planned, subject=email.subject, text=email.text, html=email.html, ics=ics)
+
+
+def _calendar(
+    event: Event, delegate: Delegate, planned: Planned, extra: dict, links: Mapping[str, str]
+) -> bytes:
+    # The delegate's own calendar, stamped at the message's due time. A planned invitation shows SEQUENCE
+    # 0 here; the worker gives it the applied event file's sequence when it is sent.
+    sequence = int(extra.get("sequence", 0))
+    return delegate_ics(
+        event, delegate, stamp=planned.due_at, sequence=sequence, rsvp_url=links.get("rsvp_url")
+    )
