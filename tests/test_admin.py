@@ -564,4 +564,8 @@ def test_a_delegates_page_shows_what_they_said_on_the_rsvp_page(admin, store) ->
             session, "anna", RsvpDetails(False, "hotel", False, "Laktosfri", "Ringer om tåget"), NOW
         )
     facts = cells(admin.get("/admin/delegates/anna").text, "delegate")
-    assert "Middag nej" in facts and "Specialkost Laktosfri" in facts and "Övrigt Ringer om tåget" in facts
+    assert (
+        "Middag äter inte middag" in facts
+        and "Specialkost Laktosfri" in facts
+        and "Övrigt Ringer om tåget" in facts
+    )
