@@ -1,14 +1,14 @@
 """What the RSVP page collects: dietary needs, a comment, and which fields the delegate chose there
 
 Revision ID: 0007
-Revises: 0010
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0010"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
