@@ -442,3 +442,33 @@ def test_the_swedish_wording_slips_are_fixed(env, event, template, part, slip, f
 def test_the_survey_question_about_the_tour_reads_as_swedish(event):
     """ "Guidade turen" needs its article: "Den guidade turen"."""
     assert next(q for q in event.survey if q.id == "tour").text.sv.startswith("Den guidade turen")
+
+
+@pytest.mark.parametrize(
+    ("language", "own", "not_theirs"),
+    [
+        ("sv", "Bussen hämtar dig torsdag 25 november ca kl. 09.30 vid Skellefteå flygplats.", "kl. 09.00"),
+        ("en", "Your bus: Thursday 25 November, about 09:30 at Skellefteå flygplats.", "09:00"),
+    ],
+)
+def test_an_airport_riders_invitation_sms_gives_their_own_pickup_not_the_hotel_departure(
+    env, event, language, own, not_theirs
+):
+    """The invitation SMS follows the person: the airport rider reads 09.30 at the airport, in two parts."""
+    rider = dataclasses.replace(DELEGATES[1], language=language)
+    sms = render_sms(env, event, rider, "invitation", key="k", links=LINKS)
+    assert own in sms.body and not_theirs not in sms.body
+    assert sms_segments(sms.body).segments <= event.event.sms_max_segments
+
+
+def test_the_practical_sms_does_not_say_we_meet_twice(env, event):
+    """ "Om en vecka ses vi … Vi ses …" read badly: the SMS opens with how long is left instead."""
+    no_stop = dataclasses.replace(DELEGATES[5], stop=None)
+    sv = render_sms(env, event, no_stop, "practical", key="k", links=LINKS).body
+    assert sv.startswith(
+        "Hej Zoe! Nu är det en vecka kvar till mötet i Skellefteå. Vi ses torsdag 25 november"
+    )
+    en = render_sms(
+        env, event, dataclasses.replace(no_stop, language="en"), "practical", key="k", links=LINKS
+    ).body
+    assert en.count("We meet") == 1
