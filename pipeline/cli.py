@@ -430,7 +430,7 @@ def _write_html(shown, path: Path) -> None:
 def simulate(
     rt: Runtime, since: str | None, until: str | None, delegates_file: Path | None, fmt: str
 ) -> None:
-    """Run the whole plan on a virtual clock through the real workers and channels (outbox by default)."""
+    """Run the whole plan on a virtual clock through the real workers, into its own outbox (never sends)."""
     from pipeline.sending import simulate as run_simulation
     from pipeline.store.people import load_delegates
 
@@ -477,8 +477,7 @@ def _print_report(report, event: Event, settings: Settings) -> None:
                 for reason, n in reasons.items():
                     click.echo(f"{'':30} {n} {state}: {reason}")
     click.echo("total: " + ", ".join(f"{report.totals.get(s, 0)} {s}" for s in states))
-    if settings.email_backend == "outbox" or settings.sms_backend == "outbox":
-        click.echo(f"messages are in {settings.outbox_dir}/")
+    click.echo(f"messages are in {report.outbox}/ (a simulation never sends: SMTP and Twilio are not used)")
 
 
 # -- replies, surveys, exports -------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from datetime import datetime
 from email import policy
 from email.parser import BytesParser
@@ -34,7 +36,7 @@ def simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, Pa
     result = runner.invoke(main, ["simulate", "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{") :])
-    return report, tmp_path / "outbox"
+    return report, tmp_path / "simulation" / "outbox"
 
 
 def test_every_planned_message_ends_sent_expired_or_skipped_with_a_reason_and_none_failed(simulated):
@@ -144,3 +146,63 @@ def test_the_survey_goes_to_each_delegate_by_one_channel_only(simulated):
     by_sms = {_delegate_of(k) for k in texts if ":survey:" in k}
     by_email = {_delegate_of(p.stem) for p in (outbox / "email").glob("*.eml") if "_survey_" in p.stem}
     assert by_sms and by_email and not by_sms & by_email
+
+
+class CountingListener:
+    """A TCP server on 127.0.0.1 that only counts the connections made to it (and answers nothing)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.socket.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.socket.close()
+
+
+def test_simulate_with_twilio_and_smtp_settings_reaches_neither_and_fills_its_own_outbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, twilio_server
+) -> None:
+    """SMS_BACKEND=twilio and EMAIL_BACKEND=smtp pointing at listening local servers: 0 requests, 0
+    connections, and every message in DATA_DIR/simulation/outbox/ (issue 9, 5: must show)."""
+    smtp = CountingListener()
+    monkeypatch.chdir(ROOT)
+    for name in ("BROKER_URL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "DATA_DIR": str(tmp_path), "SMS_BACKEND": "twilio", "TWILIO_API_URL": twilio_server.url,
+        "TWILIO_ACCOUNT_SID": twilio_server.account_sid, "TWILIO_AUTH_TOKEN": twilio_server.auth_token,
+        "TWILIO_FROM": "+46700000000", "EMAIL_BACKEND": "smtp", "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port), "SMTP_SECURITY": "none", "SMTP_TIMEOUT": "1", "TWILIO_TIMEOUT": "1",
+    }  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        runner = CliRunner()
+        assert runner.invoke(main, ["delegates", "import", str(EXAMPLE)]).exit_code == 0
+        result = runner.invoke(main, ["simulate", "--format", "json"])
+    finally:
+        smtp.stop()
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    outbox = tmp_path / "simulation" / "outbox"
+    assert (twilio_server.requests, twilio_server.messages, smtp.accepted) == ([], [], 0)
+    assert report["outbox"] == str(outbox) and report["totals"]["sent"] > 0
+    files = list((outbox / "email").glob("*.eml")) + list((outbox / "sms").glob("*.json"))
+    assert len(files) == report["totals"]["sent"]
+    assert not (tmp_path / "outbox").exists()

@@ -1,18 +1,21 @@
 """`kallelse simulate`: the whole plan on a virtual clock, through the real actors and channels.
 
-It copies the delegates into a scratch database (DATA_DIR/simulation.sqlite3, made anew each run) so the
-real ledger is untouched, then jumps the clock from one due time to the next: at each, the scheduler's own
-`tick` queues what is due and in-process dramatiq workers deliver it. Nothing waits for real time except
-retry backoffs.
+It works in its own folder, DATA_DIR/simulation/: a scratch database (made anew each run) so the real
+ledger is untouched, and the outbox channels writing into DATA_DIR/simulation/outbox/ (emptied each run),
+whatever EMAIL_BACKEND and SMS_BACKEND say: a simulation never reaches SMTP or Twilio. It jumps the clock
+from one due time to the next: at each, the scheduler's own `tick` queues what is due and in-process
+dramatiq workers deliver it. Nothing waits for real time except retry backoffs.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pipeline.delegates import Delegate
 from pipeline.runtime import Runtime
@@ -24,6 +27,7 @@ from pipeline.store import ledger, open_store
 from pipeline.store.people import upsert_delegates
 
 Progress = Callable[[int, int], None]  # (handled so far, total)
+SIMULATION_DIR = "simulation"  # under DATA_DIR
 
 
 class VirtualClock:
@@ -44,6 +48,7 @@ class VirtualClock:
 class Report:
     start: datetime
     end: datetime
+    outbox: Path | None = None  # where the simulated messages are
     totals: dict[str, int] = field(default_factory=dict)
     # (rule, channel) → state → count, and (rule, channel, state) → reason → count
     by_rule: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
@@ -53,6 +58,7 @@ class Report:
         return {
             "from": self.start.isoformat(),
             "until": self.end.isoformat(),
+            "outbox": str(self.outbox) if self.outbox else None,
             "totals": self.totals,
             "rules": [
                 {
@@ -70,6 +76,20 @@ class Report:
         }
 
 
+def simulation_settings(settings: Settings) -> Settings:
+    """The settings a simulation runs with: its own folder, database and outbox, the in-process broker."""
+    folder = settings.data_dir / SIMULATION_DIR
+    return settings.model_copy(
+        update={
+            "data_dir": folder,
+            "database_url": f"sqlite:///{folder / 'simulation.sqlite3'}",
+            "broker_url": "",
+            "email_backend": "outbox",
+            "sms_backend": "outbox",
+        }
+    )
+
+
 def simulate(
     settings: Settings,
     delegates: list[Delegate],
@@ -77,10 +97,11 @@ def simulate(
     until: datetime | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    scratch = settings.data_dir / "simulation.sqlite3"
+    sim_settings = simulation_settings(settings)
+    scratch = sim_settings.data_dir / "simulation.sqlite3"
     for path in (scratch, scratch.with_name(scratch.name + "-wal"), scratch.with_name(scratch.name + "-shm")):
         path.unlink(missing_ok=True)
-    sim_settings = settings.model_copy(update={"database_url": f"sqlite:///{scratch}", "broker_url": ""})
+    shutil.rmtree(sim_settings.outbox_dir, ignore_errors=True)  # only this run's messages in it
     store = open_store(sim_settings.effective_database_url)
     clock = VirtualClock(start or datetime(1970, 1, 1, tzinfo=UTC))
     rt = Runtime(sim_settings, store=store, clock=clock)
@@ -122,7 +143,7 @@ def _count(rt: Runtime, state: LedgerState | None) -> int:
 
 
 def _report(rt: Runtime, end: datetime, start: datetime, until: datetime | None) -> Report:
-    report = Report(start=start, end=until or end)
+    report = Report(start=start, end=until or end, outbox=rt.settings.outbox_dir)
     by_rule: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     reasons: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     totals: dict[str, int] = defaultdict(int)
