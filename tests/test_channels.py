@@ -25,7 +25,7 @@ from pipeline.channels.smtp import SmtpChannel
 from pipeline.channels.twilio import TwilioSms
 from pipeline.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from pipeline.settings import Settings
-from tests.fixtures.smtp import SMTP_PASSWORD, SmtpServer
+from tests.fixtures.smtp import SMTP_PASSWORD, SilentSmtp, SmtpServer
 from tests.twilio_server import FakeTwilio, Reply
 
 SENDER = "Svenska industrikommuner <kallelse@example.org>"
@@ -343,6 +343,26 @@ def test_smtp_server_that_never_greets_times_out_as_a_transient_error() -> None:
         with pytest.raises(TransientDeliveryError) as caught:
             channel.send(an_email())
     assert caught.value.code == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("before", "maybe_sent", "received"),
+    [("data", False, 0), ("final reply", True, 1)],
+    ids=["MAIL", "after DATA"],
+)
+def test_an_smtp_timeout_before_data_is_a_safe_retry_and_after_data_is_maybe_sent(
+    before: str, maybe_sent: bool, received: int
+) -> None:
+    """Silence at MAIL FROM: the server cannot have the message (plain transient). Silence after the body:
+    it may have it, so `maybe_sent` (issue 9, 7)."""
+    server = SilentSmtp(before)  # type: ignore[arg-type]
+    try:
+        channel = SmtpChannel("127.0.0.1", server.port, security="none", sender=SENDER, timeout=0.3)
+        with pytest.raises(TransientDeliveryError) as caught:
+            channel.send(an_email())
+    finally:
+        server.stop()
+    assert (caught.value.code, caught.value.maybe_sent, server.received) == ("timeout", maybe_sent, received)
 
 
 # -- Twilio -------------------------------------------------------------------------------------------------

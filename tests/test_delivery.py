@@ -29,6 +29,7 @@ from pipeline.store import open_store
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import upsert_delegates
 from pipeline.store.responses import set_sms_opt_out
+from tests.fixtures.smtp import SilentSmtp
 from tests.twilio_server import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,6 +198,34 @@ def test_smtp_451_is_retried_and_the_mail_then_delivered(pipeline, smtp_server):
     row = pipeline.row("invitation:-:anna:email")
     assert (row.state, row.attempts) == ("sent", 2)
     assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("before", ["data", "final reply"], ids=["MAIL", "DATA"])
+def test_an_smtp_timeout_before_data_is_retried_and_after_data_left_unknown_for_a_person(settings, before):
+    """The invitation email to a server that goes quiet at MAIL FROM is retried (it cannot have it); one that
+    goes quiet after the body is tried once and left `unknown` with a note, never sent a second time
+    (issue 9, 7; ARCHITECTURE.md says the same)."""
+    silent = SilentSmtp(before)  # type: ignore[arg-type]
+    quick = settings.model_copy(update={"smtp_port": silent.port, "smtp_timeout": 0.3})
+    running = Pipeline(quick, Clock(INVITATION_DUE))
+    key = "invitation:-:anna:email"
+    try:
+        with running.rt.store.session() as session:
+            upsert_delegates(session, [ANNA], INVITATION_DUE)
+        plan_and_enqueue(running)
+        running.wait_until(lambda: running.row(key).attempts >= 3 or running.row(key).state == "unknown")
+        time.sleep(0.5)  # a wrong second attempt after `unknown` would show in the attempts
+        row = running.row(key)
+    finally:
+        running.stop()
+        silent.stop()
+    if before == "data":
+        assert row.state != "unknown" and row.attempts >= 3 and "before DATA" in row.reason
+        assert silent.received == 0
+    else:
+        assert (row.state, row.attempts, silent.received) == ("unknown", 1, 1)
+        assert "after DATA" in row.reason
 
 
 @pytest.mark.redis

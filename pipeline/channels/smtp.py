@@ -5,12 +5,15 @@ its own instance (e.g. in a `threading.local`); `close()` it when the thread end
 
 Reuse: before a message goes over a connection that has been used before, a NOOP checks that the server has
 not closed it (idle timeouts, per-connection limits); if it has, the channel reconnects once. The check comes
-before any of the message is sent, so reconnecting can never send a message twice. A connection lost *during*
-a send is reported as transient: the server may or may not have taken the message (the Message-ID is the
-same on a retry, which lets receiving servers drop the duplicate).
+before any of the message is sent, so reconnecting can never send a message twice.
 
 Errors: SMTP 4xx -> TransientDeliveryError, 5xx -> PermanentDeliveryError (code = the SMTP code);
-timeouts and network errors -> TransientDeliveryError.
+timeouts and network errors -> TransientDeliveryError. Where the silence fell decides what a retry risks:
+- before DATA (connect, greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT): the server cannot have the message,
+  so it is a plain transient error and the worker retries;
+- from DATA on, without a final reply (a timeout, a dropped connection): the server may have queued the
+  message, so the error is `maybe_sent`. SMTP keeps no list to ask, so the worker leaves the row `unknown`
+  for a person instead of risking a second copy.
 """
 
 from __future__ import annotations
@@ -51,20 +54,22 @@ class SmtpChannel:
         self.sender, self.reply_to, self.timeout = sender, reply_to, timeout
         self.ssl_context = ssl_context
         self.local_hostname = local_hostname
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _Tracked | None = None
         self._used = False  # has the current connection carried a message (so it may have gone stale)?
 
     def send(self, message: EmailMessage) -> Receipt:
         mime = build_mime(message, sender=self.sender, reply_to=self.reply_to)
+        conn: _Tracked | None = None
         try:
             conn = self._ready_connection()
             self._used = True
+            conn.data_started = False
             conn.send_message(mime)
         except DeliveryError:
             raise
         except Exception as e:
             self._drop_if_broken(e)
-            raise _translate(e, message.key) from e
+            raise _translate(e, message.key, after_data=bool(conn and conn.data_started)) from e
         log.info("smtp accepted %s as %s", message.key, mime["Message-ID"])
         return Receipt(provider_id=str(mime["Message-ID"]), status="sent")
 
@@ -76,7 +81,7 @@ class SmtpChannel:
             except (smtplib.SMTPException, OSError):
                 conn.close()  # the server went first; nothing left to say
 
-    def _ready_connection(self) -> smtplib.SMTP:
+    def _ready_connection(self) -> _Tracked:
         if self._conn is not None and self._used and not self._alive(self._conn):
             log.info("smtp connection to %s:%s was closed by the server; reconnecting", self.host, self.port)
             self._conn.close()
@@ -93,15 +98,15 @@ class SmtpChannel:
         except (smtplib.SMTPServerDisconnected, OSError):
             return False
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _Tracked:
         context = self.ssl_context or ssl.create_default_context()
-        conn: smtplib.SMTP
+        conn: _Tracked
         if self.security == "tls":
-            conn = smtplib.SMTP_SSL(
+            conn = _TrackedSSL(
                 self.host, self.port, self.local_hostname, timeout=self.timeout, context=context
             )
         else:
-            conn = smtplib.SMTP(self.host, self.port, self.local_hostname, timeout=self.timeout)
+            conn = _Tracked(self.host, self.port, self.local_hostname, timeout=self.timeout)
         try:
             conn.ehlo()
             if self.security == "starttls":
@@ -122,7 +127,21 @@ class SmtpChannel:
             self._conn = None
 
 
-def _translate(error: Exception, key: str) -> DeliveryError:
+class _Tracked(smtplib.SMTP):
+    """smtplib's SMTP, remembering whether DATA was sent: before it, the server cannot have the message."""
+
+    data_started = False
+
+    def data(self, msg):
+        self.data_started = True
+        return super().data(msg)
+
+
+class _TrackedSSL(_Tracked, smtplib.SMTP_SSL):
+    pass
+
+
+def _translate(error: Exception, key: str, *, after_data: bool = False) -> DeliveryError:
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(error.recipients.values()), (0, b""))
         return _by_code(code, reply, key)
@@ -133,11 +152,18 @@ def _translate(error: Exception, key: str) -> DeliveryError:
         return PermanentDeliveryError(
             f"smtp server lacks a feature we need for {key}: {error}", code="config"
         )
-    if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
-        # smtplib turns a read timeout into SMTPServerDisconnected; the timeout survives as its context.
-        # The server may have taken the message before it went quiet (see ARCHITECTURE.md).
-        return TransientDeliveryError(f"smtp timed out for {key}: {error}", code="timeout", maybe_sent=True)
-    return TransientDeliveryError(f"smtp failed for {key}: {type(error).__name__}: {error}", code="network")
+    # smtplib turns a read timeout into SMTPServerDisconnected; the timeout survives as its context.
+    timeout = isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
+    what = "timeout" if timeout else "network"
+    if after_data:  # the whole message may have reached the server before it went quiet
+        return TransientDeliveryError(
+            f"smtp {what} after DATA for {key}, the server may have the message: {error}",
+            code=what,
+            maybe_sent=True,
+        )
+    return TransientDeliveryError(
+        f"smtp {what} before DATA for {key}: {type(error).__name__}: {error}", code=what
+    )
 
 
 def _by_code(code: int, reply: bytes | str, key: str) -> DeliveryError:
