@@ -205,6 +205,75 @@ def import_delegates(
     sys.exit(1 if rejected else 0)
 
 
+def _delegate_options(command):
+    """The options that name one delegate's fields, for `delegates add` and `delegates edit`."""
+    for name, help_ in reversed(
+        [
+            ("name", "Full name."),
+            ("email", "Email address."),
+            ("phone", "Mobile number (070-123 45 67 or +46…)."),
+            ("language", "sv or en."),
+            ("organisation", "Organisation."),
+            ("role", "Role (kso, official, …)."),
+            ("stop", "Bus stop id from the event file, or empty for none."),
+            ("dinner", "yes or no."),
+        ]
+    ):
+        command = click.option(f"--{name}", name, help=help_)(command)
+    return command
+
+
+@delegates.command("add")
+@click.argument("delegate_id", metavar="ID")
+@_delegate_options
+@pass_rt
+def add_delegate(rt: Runtime, delegate_id: str, **fields: str | None) -> None:
+    """Add one delegate (checked as an imported row is); the scheduler plans their messages."""
+    _save_delegate(rt, delegate_id, fields, new=True)
+
+
+@delegates.command("edit")
+@click.argument("delegate_id", metavar="ID")
+@_delegate_options
+@pass_rt
+def edit_delegate(rt: Runtime, delegate_id: str, **fields: str | None) -> None:
+    """Change the given fields of one delegate; their answers and history stay."""
+    _save_delegate(rt, delegate_id, fields, new=False)
+
+
+def _save_delegate(rt: Runtime, delegate_id: str, fields: dict[str, str | None], *, new: bool) -> None:
+    from pipeline.store.people import save_one
+
+    event = _event_or_fail(rt)
+    values = {"id": delegate_id} | {k: v for k, v in fields.items() if v is not None}
+    with rt.store.session() as session:
+        problems = save_one(
+            session, values, {s.id for s in event.stops}, datetime.now(UTC), "command line", new=new
+        )
+        if problems:
+            session.rollback()
+    if problems:
+        fail(problems)
+    click.echo(f"{delegate_id}: {'added' if new else 'saved'}")
+
+
+@delegates.command("cancel")
+@click.argument("delegate_id", metavar="ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_rt
+def cancel_delegate_command(rt: Runtime, delegate_id: str, yes: bool) -> None:
+    """Cancel one delegate: their planned messages are stopped; what was sent stays in the history."""
+    from pipeline.store.people import cancel_delegate
+
+    if not yes:
+        click.confirm(f"Cancel {delegate_id} and stop their planned messages?", abort=True)
+    with rt.store.session() as session:
+        stopped = cancel_delegate(session, delegate_id, datetime.now(UTC))
+    if stopped is None:
+        fail(f"no active delegate {delegate_id!r} (see `kallelse delegates list`)")
+    click.echo(f"{delegate_id}: cancelled; {stopped} planned messages stopped")
+
+
 @delegates.command("list")
 @pass_rt
 def list_delegates(rt: Runtime) -> None:
@@ -528,20 +597,34 @@ def survey_report_command(rt: Runtime, png: Path | None, lang: str) -> None:
 @main.command()
 @click.argument("what", type=click.Choice(["rsvps", "survey", "messages"]))
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of standard output.",
+)
 @pass_rt
-def export(rt: Runtime, what: str, fmt: str) -> None:
-    """Export RSVPs, survey answers or the message ledger (CSV for Excel, or JSON) to standard output."""
+def export(rt: Runtime, what: str, fmt: str, output: Path | None) -> None:
+    """Export RSVPs, survey answers or the message ledger (CSV for Excel, or JSON) to standard output
+    or a file."""
     from pipeline.export import export_rows, write_csv, write_json
 
     event = _event_or_fail(rt)
     with rt.store.session() as session:
         columns, rows = export_rows(session, event, what)  # type: ignore[arg-type]  # click.Choice checked it
+    write = write_csv if fmt == "csv" else write_json
+    if output is not None:
+        try:
+            with output.open("w", encoding="utf-8", newline="") as f:
+                write(columns, rows, f)
+        except OSError as e:
+            fail(f"{output}: cannot write: {e.strerror or e}")
+        click.echo(f"{output}: {len(rows)} rows", err=True)
+        return
     # Bytes straight to stdout: Excel needs the BOM and the file's own line endings untouched.
     stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-    if fmt == "csv":
-        write_csv(columns, rows, stream)
-    else:
-        write_json(columns, rows, stream)
+    write(columns, rows, stream)
     stream.flush()
     stream.detach()
 

@@ -6,7 +6,7 @@ import codecs
 import csv
 import hashlib
 import io
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +148,17 @@ def parse_delegates(data: bytes, source: str, stops: Collection[str]) -> ImportR
             f"{source}: the file is empty; expected a header row ({', '.join(COLUMNS)})"
         )
     return state.result
+
+
+def parse_one(values: Mapping[str, str], source: str, stops: Collection[str]) -> ImportResult:
+    """One delegate typed into a form or given as options, checked exactly as a CSV row would be
+    (the errors name `source` and the column)."""
+    columns = list(COLUMNS)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";")
+    writer.writerow(columns)
+    writer.writerow([values.get(c, "") for c in columns])
+    return parse_delegates(out.getvalue().encode("utf-8"), source, stops)
 
 
 def _decode(data: bytes, source: str) -> str:

@@ -57,12 +57,13 @@ def _rsvps(session: Session, event: Event) -> tuple[list[str], Rows]:
         latest[row.delegate_id] = row  # the last recorded is the answer that counts (store/people.py)
     columns = ["delegate_id", "name", "organisation", "role", "answer", "answered_at", "channel"]
     columns += ["dinner", "stop", "dietary", "comment"]  # what the RSVP page collects
+    columns += ["phone"]  # for the bus list: whom to call
     rows: Rows = []
     for d in session.scalars(select(DelegateRow).order_by(DelegateRow.id)):
         answer = latest.get(d.id)
         when = _local(event, answer.at) if answer else None
         rows.append([d.id, d.name, d.organisation, d.role, d.rsvp, when, answer.channel if answer else None])
-        rows[-1] += [d.dinner, d.stop, d.dietary, d.comment]
+        rows[-1] += [d.dinner, d.stop, d.dietary, d.comment, d.phone]
     return columns, rows
 
 

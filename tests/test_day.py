@@ -4,6 +4,7 @@ count, a reply that needs a person, a delegate's messages before they go, and a 
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from twilio.request_validator import RequestValidator
 
 from pipeline.cli import main
@@ -215,17 +216,12 @@ def test_a_broadcast_ticking_the_hotel_bus_reaches_exactly_the_hotel_riders(clie
 # -- a delegate's messages before they go ---------------------------------------------------------
 
 
-def test_preview_of_a_hotel_rider_prints_the_pickup_sms_and_the_invitation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, morning
-) -> None:
+def test_preview_of_a_hotel_rider_prints_the_pickup_sms_and_the_invitation(tmp_path: Path, morning) -> None:
     """`kallelse preview d01`: the pickup SMS in full (one segment, her stop and time) and the
     invitation's subject and text."""
     settings, _ = morning
-    monkeypatch.setenv("DATABASE_URL", settings.effective_database_url)
-    monkeypatch.setenv("EVENT_FILE", str(settings.event_file))
-    monkeypatch.setenv("TEMPLATES_DIR", str(settings.templates_dir))
     html = tmp_path / "d01.html"
-    result = CliRunner().invoke(main, ["preview", "d01", "--html", str(html)])
+    result = CliRunner().invoke(main, ["preview", "d01", "--html", str(html)], obj=settings)
     assert result.exit_code == 0, result.output
     pickup = result.output.split("(pickup) · sms")[1].split("===")[0]
     assert "Hej Astrid! Bussen går kl. 09.00 från The Wood Hotel, Torggatan 3" in pickup
@@ -236,14 +232,12 @@ def test_preview_of_a_hotel_rider_prints_the_pickup_sms_and_the_invitation(
     assert list(tmp_path.glob("d01-*.html")), "the emails' HTML was written"
 
 
-def test_preview_of_one_rule_prints_only_that_rule(morning, monkeypatch) -> None:
+def test_preview_of_one_rule_prints_only_that_rule(morning) -> None:
     """`--rule pickup` prints one message; an unknown rule is named."""
     settings, _ = morning
-    monkeypatch.setenv("DATABASE_URL", settings.effective_database_url)
-    monkeypatch.setenv("EVENT_FILE", str(settings.event_file))
-    result = CliRunner().invoke(main, ["preview", "d01", "--rule", "pickup"])
+    result = CliRunner().invoke(main, ["preview", "d01", "--rule", "pickup"], obj=settings)
     assert result.exit_code == 0 and result.output.count("===") == 1 and "1 messages" in result.output
-    wrong = CliRunner().invoke(main, ["preview", "d01", "--rule", "bus"])
+    wrong = CliRunner().invoke(main, ["preview", "d01", "--rule", "bus"], obj=settings)
     assert wrong.exit_code == 1 and "unknown rule 'bus'" in wrong.output
 
 
@@ -254,3 +248,139 @@ def test_the_delegate_page_shows_each_message_with_a_view_of_it(client) -> None:
     assert "tors 25 nov kl. 08.30" in row and "skickad" in row
     view = client.get("/admin/messages/" + re.search(r'href="/admin/messages/(\d+)"', row).group(1)).text
     assert "Hej Astrid! Bussen går kl. 09.00 från The Wood Hotel" in view and "1 del, GSM-7" in view
+
+
+# -- exports --------------------------------------------------------------------------------------
+
+
+def test_the_rsvp_export_to_a_file_has_phone_stop_and_dinner(tmp_path: Path, morning) -> None:
+    """`kallelse export rsvps --output FILE`: one row per delegate with the columns the day needs."""
+    settings, _ = morning
+    target = tmp_path / "svar.csv"
+    result = CliRunner().invoke(main, ["export", "rsvps", "--output", str(target)], obj=settings)
+    assert result.exit_code == 0, result.output
+    with target.open(encoding="utf-8-sig", newline="") as f:
+        rows = {row["delegate_id"]: row for row in csv.DictReader(f, delimiter=";")}
+    assert len(rows) == len(example_rows())
+    astrid, greta = rows["d01"], rows["d07"]
+    assert (astrid["phone"], astrid["stop"], astrid["dinner"]) == ("'+46701740605", "hotel", "ja")
+    assert (greta["stop"], greta["dinner"]) == ("", "")  # no bus, dinner not given
+
+
+def test_an_export_to_a_folder_that_does_not_exist_says_so(tmp_path: Path, morning) -> None:
+    """A clear error naming the file, exit 1."""
+    settings, _ = morning
+    target = tmp_path / "saknas" / "svar.csv"
+    result = CliRunner().invoke(main, ["export", "rsvps", "-o", str(target)], obj=settings)
+    assert result.exit_code == 1 and f"{target}: cannot write" in result.output
+
+
+# -- acting on one person -------------------------------------------------------------------------
+
+
+def ledger_of(store, delegate_id: str) -> dict[str, str]:
+    with store.session() as session:
+        rows = session.scalars(select(LedgerRow).where(LedgerRow.delegate_id == delegate_id)).all()
+    return {f"{r.rule}:{r.channel}": r.state for r in rows}
+
+
+def test_an_answer_given_by_phone_is_recorded_as_the_organisers(client, morning) -> None:
+    """Lars rang to say yes: the button records it with source organiser and a note."""
+    _, store = morning
+    response = post(client, "/admin/delegates/d11/rsvp", answer="yes", note="efter telefonsamtal")
+    assert response.headers["location"] == "/admin/delegates/d11?sparat=svar"
+    with store.session() as session:
+        last = session.scalars(select(RsvpRow).where(RsvpRow.delegate_id == "d11").order_by(RsvpRow.id)).all()
+    assert (last[-1].answer, last[-1].channel, last[-1].note) == ("yes", "organiser", "efter telefonsamtal")
+    assert "Svaret är registrerat." in client.get(response.headers["location"]).text
+
+
+def test_cancelling_a_delegate_stops_what_is_planned_and_keeps_what_was_sent(client, morning) -> None:
+    """Astrid is cancelled at 08:45: her pickup text stays sent; dinner, day 2 and survey are skipped;
+    she leaves the hotel list."""
+    _, store = morning
+    before = ledger_of(store, "d01")
+    assert before["pickup:sms"] == "sent" and before["dinner:sms"] == "planned"
+    assert post(client, "/admin/delegates/d01/cancel").status_code == 303
+    after = ledger_of(store, "d01")
+    assert after["pickup:sms"] == "sent" and after["invitation:email"] == before["invitation:email"]
+    assert {after[k] for k, v in before.items() if v == "planned"} == {"skipped"}
+    assert 'data-delegate="d01"' not in client.get("/admin/stops/hotel").text
+    page = client.get("/admin/delegates/d01").text
+    assert "Avanmäld" in page and "Bussens sms" in page
+
+
+def test_a_delegate_added_on_the_dashboard_is_checked_like_an_imported_row(client, morning) -> None:
+    """A wrong phone comes back in Swedish with the field named; a right one is stored and listed."""
+    _, store = morning
+    form = {"id": "d15", "name": "Ulla Berg", "phone": "070-1", "stop": "hotel", "dinner": "yes"}
+    bad = post(client, "/admin/delegates/new", **form)
+    assert bad.status_code == 422 and "Telefon: &#39;070-1&#39; is not a valid phone number" in bad.text
+    good = post(client, "/admin/delegates/new", **(form | {"phone": "070-174 06 99"}))
+    assert good.headers["location"] == "/admin/delegates/d15?sparat=ny"
+    with store.session() as session:
+        row = session.get(DelegateRow, "d15")
+        assert (row.phone, row.stop, row.dinner, row.rsvp) == ("+46701740699", "hotel", True, "none")
+    assert 'data-delegate="d15"' in client.get("/admin/stops/hotel").text
+
+
+def test_editing_a_delegate_changes_the_fields_and_keeps_their_answer(client, morning) -> None:
+    """Björn moves from the airport bus to the hotel bus; his JA stays."""
+    _, store = morning
+    form = client.get("/admin/delegates/d02/edit").text
+    assert 'value="Björn Åkesson"' in form
+    values = {"name": "Björn Åkesson", "phone": "070-174 06 06", "stop": "hotel", "dinner": "yes"}
+    assert post(client, "/admin/delegates/d02/edit", **values).status_code == 303
+    with store.session() as session:
+        row = session.get(DelegateRow, "d02")
+        assert (row.stop, row.rsvp, row.email) == ("hotel", "yes", None)
+
+
+def test_a_failed_sms_can_be_sent_by_email_instead(client, morning) -> None:
+    """Cecilia's pickup SMS failed: "by email instead" delivers the same text as an email at once."""
+    _, store = morning
+    with store.session() as session:
+        row = session.scalars(
+            select(LedgerRow).where(LedgerRow.delegate_id == "d03", LedgerRow.rule == "day2-room-officials")
+        ).one()
+        session.execute(update(LedgerRow).where(LedgerRow.id == row.id).values(state="failed"))
+        row_id = row.id
+    assert f'action="/admin/messages/{row_id}/email"' in client.get("/admin/delegates/d03").text
+    response = post(client, f"/admin/messages/{row_id}/email")
+    assert response.headers["location"] == "/admin/delegates/d03?sparat=epost"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and ledger_of(store, "d03").get(f"resend:{row_id}:email") != "sent":
+        time.sleep(0.05)
+    assert ledger_of(store, "d03")[f"resend:{row_id}:email"] == "sent"
+    assert "Skickat igen med e-post" in client.get("/admin/delegates/d03").text
+
+
+def test_the_delegates_command_adds_edits_and_cancels_one_delegate(morning) -> None:
+    """`kallelse delegates add|edit|cancel`: checked as an import row, errors name the field."""
+    settings, store = morning
+    run = CliRunner()
+    bad = run.invoke(main, ["delegates", "add", "d15", "--name", "Ulla", "--stop", "bussen"], obj=settings)
+    assert bad.exit_code == 1 and "command line: stop: unknown stop 'bussen'" in bad.output
+    added = run.invoke(
+        main,
+        ["delegates", "add", "d15", "--name", "Ulla Berg", "--phone", "070-174 06 99", "--stop", "hotel"],
+        obj=settings,
+    )
+    assert added.exit_code == 0, added.output
+    taken = run.invoke(main, ["delegates", "add", "d01", "--name", "Someone"], obj=settings)
+    assert taken.exit_code == 1 and "'d01' is already Astrid Lövgren" in taken.output
+    edited = run.invoke(main, ["delegates", "edit", "d15", "--dinner", "yes"], obj=settings)
+    assert edited.exit_code == 0, edited.output
+    cancelled = run.invoke(main, ["delegates", "cancel", "d13", "--yes"], obj=settings)
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
+    with store.session() as session:
+        ulla, nils = session.get(DelegateRow, "d15"), session.get(DelegateRow, "d13")
+        assert (ulla.name, ulla.stop, ulla.dinner) == ("Ulla Berg", "hotel", True)
+        assert nils.cancelled_at is not None
+
+
+def test_the_bare_address_names_the_event_and_links_to_the_login(client) -> None:
+    """`/` is a page, not a JSON 404."""
+    page = client.get("/")
+    assert page.status_code == 200 and "Innovationsmötet med Svenska industrikommuner" in page.text
+    assert 'href="/admin/login"' in page.text

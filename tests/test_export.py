@@ -108,7 +108,7 @@ def test_text_that_a_spreadsheet_would_run_as_a_formula_gets_a_leading_apostroph
 def test_the_rsvp_csv_starts_with_a_bom_and_separates_cells_with_semicolons(store, event):
     """UTF-8 BOM first, then a ";"-separated header, so Swedish Excel opens it in columns with å, ä, ö."""
     text = csv_text(store, event, "rsvps")
-    header = "delegate_id;name;organisation;role;answer;answered_at;channel;dinner;stop;dietary;comment"
+    header = "delegate_id;name;organisation;role;answer;answered_at;channel;dinner;stop;dietary;comment;phone"
     assert text.startswith(f"\ufeff{header}\r\n")
     assert "Åsa Öberg;Skellefteå kommun;kso;none;;" in text
 

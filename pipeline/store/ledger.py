@@ -355,6 +355,19 @@ def mark_skipped(session: Session, row_id: int, reason: str, now: datetime) -> b
     return _move(session, row_id, [S.SENDING, S.QUEUED, S.PLANNED], S.SKIPPED, reason=reason, updated_at=now)
 
 
+def skip_planned_of(session: Session, delegate_id: str, reason: str, now: datetime) -> int:
+    """A cancelled delegate: every message still planned for them is skipped (what went stays)."""
+    result = session.execute(
+        update(LedgerRow)
+        .where(
+            LedgerRow.delegate_id == delegate_id,
+            LedgerRow.state.in_(allowed_sources([S.PLANNED], S.SKIPPED)),
+        )
+        .values(state=S.SKIPPED, reason=reason, updated_at=now)
+    )
+    return rowcount(result)
+
+
 def states_of(session: Session, event_id: str, rule: str) -> dict[str, int]:
     """state → count for one rule (a batch)."""
     query = (

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.delegates import Delegate, derived_id
+from pipeline.delegates import Delegate, derived_id, parse_one
+from pipeline.errors import DelegateImportError
+from pipeline.store.ledger import skip_planned_of
 from pipeline.store.models import DelegateRow, RsvpRow
 
 _FIELDS = [f.name for f in fields(Delegate)]
@@ -245,3 +247,49 @@ def record_rsvp_details(session: Session, delegate_id: str, details: RsvpDetails
 def rsvp_history(session: Session, delegate_id: str) -> list[RsvpRow]:
     query = select(RsvpRow).where(RsvpRow.delegate_id == delegate_id).order_by(RsvpRow.at, RsvpRow.id)
     return list(session.scalars(query))
+
+
+def cancel_delegate(session: Session, delegate_id: str, now: datetime) -> int | None:
+    """Cancel one delegate: planned nothing more, their planned messages skipped; their history stays.
+    Returns how many planned messages were stopped; None when there is no such (active) delegate."""
+    row = session.get(DelegateRow, delegate_id)
+    if row is None or row.cancelled_at is not None:
+        return None
+    row.cancelled_at = row.updated_at = now
+    return skip_planned_of(session, delegate_id, "the delegate was cancelled", now)
+
+
+# The fields an organiser may type for one delegate (the answer is recorded separately, with a source).
+EDITABLE = ("name", "email", "phone", "language", "organisation", "role", "stop", "dinner")
+
+
+def save_one(
+    session: Session, values: dict[str, str], stops: Collection[str], now: datetime, source: str, *, new: bool
+) -> list[str]:
+    """Add one delegate, or edit the fields given for an existing one, checked as an imported row is.
+    Returns the problems (nothing stored when there are any)."""
+    delegate_id = values.get("id", "").strip()
+    row = session.get(DelegateRow, delegate_id) if delegate_id else None
+    if new and row is not None:
+        return [f"{source}: id: {delegate_id!r} is already {row.name}"]
+    if not new and row is None:
+        return [f"{source}: id: no delegate {delegate_id!r}"]
+    merged = {**(as_fields(row) if row is not None else {}), **values}
+    try:
+        result = parse_one(merged, source, stops)
+    except DelegateImportError as e:
+        return [str(e)]
+    if result.errors:  # one row, so "SOURCE:2: column: …" says no more than "SOURCE: column: …"
+        return [e.replace(f"{source}:2: ", f"{source}: ", 1) for e in result.errors]
+    counts = upsert_delegates(session, result.delegates, now)
+    return [
+        f"{source}: {c.column}: {merged.get(c.column)!r} belongs to {c.owner_name} ({c.owner_id})"
+        for c in counts.shared
+    ]
+
+
+def as_fields(row: DelegateRow) -> dict[str, str]:
+    """A stored delegate as the text fields of a CSV row; its current answer too, so an edit keeps it."""
+    dinner = "" if row.dinner is None else ("yes" if row.dinner else "no")
+    fields = {name: str(getattr(row, name) or "") for name in EDITABLE if name != "dinner"}
+    return fields | {"id": row.id, "dinner": dinner, "rsvp": row.rsvp}

@@ -20,9 +20,10 @@ Routes (all under /admin; tests/test_admin.py checks this list against the route
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import product
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,16 +40,17 @@ from pipeline.broadcast import (
     make_request,
     preview_broadcast,
 )
-from pipeline.preview import Planned, show
+from pipeline.planner import send_key
+from pipeline.preview import Planned, show, template_of
 from pipeline.render import phone, short_when
 from pipeline.reports import survey_report, write_chart
 from pipeline.sending import send_batch_in_background
 from pipeline.settings import Settings
-from pipeline.states import PENDING_STATES
+from pipeline.states import ATTENTION_STATES, PENDING_STATES
 from pipeline.status import event_status
 from pipeline.store import ledger
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow
-from pipeline.store.people import load_delegates, record_rsvp
+from pipeline.store.people import as_fields, cancel_delegate, load_delegates, record_rsvp, save_one
 from pipeline.store.responses import (
     count_replies_needing_a_person,
     mark_reply_handled,
@@ -215,6 +217,109 @@ def plan_page(request: Request, session: Admin) -> HTMLResponse:
     return _page(request, "admin_plan.html", session, status=status, groups=groups)
 
 
+@router.get("/delegates/new", response_class=HTMLResponse)
+def new_delegate_form(request: Request, session: Admin) -> HTMLResponse:
+    return _delegate_form(request, session, {"language": "sv", "role": "official"}, new=True)
+
+
+@router.post("/delegates/new", response_class=HTMLResponse)
+def new_delegate(request: Request, session: AdminPost, fields: DelegateFields) -> Response:
+    return _save_delegate(request, session, fields, new=True)
+
+
+@router.get("/delegates/{delegate_id}/edit", response_class=HTMLResponse)
+def edit_delegate_form(request: Request, session: Admin, delegate_id: str) -> HTMLResponse:
+    with runtime(request).store.session() as db:
+        row = db.get(DelegateRow, delegate_id)
+        values = as_fields(row) if row is not None else None
+    if values is None:
+        return _page(request, "admin_missing.html", session, 404, what=f"deltagaren {delegate_id}")
+    return _delegate_form(request, session, values, new=False)
+
+
+@router.post("/delegates/{delegate_id}/edit", response_class=HTMLResponse)
+def edit_delegate(request: Request, session: AdminPost, delegate_id: str, fields: DelegateFields) -> Response:
+    return _save_delegate(request, session, fields | {"id": delegate_id}, new=False)
+
+
+@router.post("/delegates/{delegate_id}/cancel")
+def cancel_delegate_route(request: Request, session: AdminPost, delegate_id: str) -> Response:
+    """Avanmäld: their planned messages are stopped; what was sent stays on their page."""
+    rt = runtime(request)
+    with rt.store.session() as db:
+        stopped = cancel_delegate(db, delegate_id, rt.clock())
+    if stopped is None:
+        return _page(request, "admin_missing.html", session, 404, what=f"deltagaren {delegate_id}")
+    return RedirectResponse(f"/admin/delegates/{delegate_id}?sparat=avanmald", 303)
+
+
+def _delegate_fields(
+    id: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    phone: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "sv",
+    organisation: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    stop: Annotated[str, Form()] = "",
+    dinner: Annotated[str, Form()] = "",
+) -> dict[str, str]:
+    values = {"id": id, "name": name, "email": email, "phone": phone, "language": language}
+    return values | {"organisation": organisation, "role": role, "stop": stop, "dinner": dinner}
+
+
+DelegateFields = Annotated[dict[str, str], Depends(_delegate_fields)]
+FIELD_NAMES = {
+    "id": "Id",
+    "name": "Namn",
+    "email": "E-post",
+    "phone": "Telefon",
+    "language": "Språk",
+    "organisation": "Organisation",
+    "role": "Roll",
+    "stop": "Buss",
+    "dinner": "Middag",
+}
+
+
+def _save_delegate(request: Request, session: AdminSession, fields: dict[str, str], *, new: bool) -> Response:
+    rt, event = runtime(request), _event(request)
+    stops = {s.id for s in event.stops}
+    with rt.store.session() as db:
+        problems = save_one(db, fields, stops, rt.clock(), "formuläret", new=new)
+        if problems:
+            db.rollback()
+    if problems:
+        return _delegate_form(
+            request, session, fields, new=new, problems=_fields_in_swedish(problems), code=422
+        )
+    return RedirectResponse(f"/admin/delegates/{fields['id']}?sparat={'ny' if new else 'uppgifter'}", 303)
+
+
+def _fields_in_swedish(problems: list[str]) -> list[str]:
+    """ "formuläret: email: 'x@' is not a valid …" → "E-post: 'x@' is not a valid …" (the column in
+    Swedish; the reason as the import words it)."""
+    out = []
+    for problem in problems:
+        _, _, rest = problem.partition(": ")
+        column, _, reason = rest.partition(": ")
+        out.append(f"{FIELD_NAMES.get(column, column)}: {reason}" if reason else problem)
+    return out
+
+
+def _delegate_form(
+    request: Request,
+    session: AdminSession,
+    values: dict[str, str],
+    *,
+    new: bool,
+    problems: list[str] | None = None,
+    code: int = 200,
+) -> HTMLResponse:
+    context: dict[str, Any] = {"values": values, "new": new, "problems": problems or []}
+    return _page(request, "admin_delegate_form.html", session, code, field_names=FIELD_NAMES, **context)
+
+
 @router.get("/delegates/{delegate_id}", response_class=HTMLResponse)
 def delegate_page(request: Request, session: Admin, delegate_id: str, sparat: str = "") -> HTMLResponse:
     with runtime(request).store.session() as db:
@@ -230,6 +335,7 @@ SAVED = {
     "uppgifter": "Uppgifterna är sparade.",
     "avanmald": "Deltagaren är avanmäld: planerade meddelanden är stoppade.",
     "ny": "Deltagaren är tillagd.",
+    "epost": "Meddelandet skickas nu med e-post.",
 }
 
 
@@ -262,6 +368,39 @@ def delegate_rsvp(
             return _page(request, "admin_missing.html", session, 404, what=f"deltagaren {delegate_id}")
         record_rsvp(db, delegate_id, answer, "organiser", runtime(request).clock(), note=note[:200])
     return RedirectResponse(f"/admin/delegates/{delegate_id}?sparat=svar", 303)
+
+
+@router.post("/messages/{row_id}/email")
+def message_by_email(request: Request, session: AdminPost, row_id: int) -> Response:
+    """A failed SMS (a landline, a number that is wrong): the same message again, by email, now."""
+    rt, event = runtime(request), _event(request)
+    now = rt.clock()
+    with rt.store.session() as db:
+        row = db.get(LedgerRow, row_id)
+        people = load_delegates(db, [row.delegate_id]) if row is not None else []
+        stale = row is not None and row.expires_at is not None and row.expires_at <= now
+        if row is None or stale or row.state not in ATTENTION_STATES or not people or not people[0].email:
+            return RedirectResponse(f"/admin/failures?refused={row_id}", 303)
+        message = _by_email(event, row, now)
+        ledger.add_payload_messages(db, event.event.id, [message], now)
+        rule = message.rule
+    _send_soon(request, rule)
+    return RedirectResponse(f"/admin/delegates/{row.delegate_id}?sparat=epost", 303)
+
+
+def _by_email(event: Event, row: LedgerRow, now: datetime) -> ledger.PayloadMessage:
+    """The row's message as an email of its own (rule `resend:<row id>`), valid as long as the original."""
+    planned = Planned(row.key, row.rule, row.channel, row.due_at, row.state, row.payload)
+    template, extra = template_of(event, planned)
+    rule = f"resend:{row.id}"
+    payload = json.dumps({"template": template, "extra": extra}, ensure_ascii=False)
+    key = send_key(event.event.id, rule, "-", row.delegate_id, "email")
+    return ledger.PayloadMessage(
+        key, rule, row.delegate_id, "email", payload, row.expires_at or now + RESEND_VALIDITY
+    )
+
+
+RESEND_VALIDITY = timedelta(hours=12)  # as a broadcast: a message nobody could deliver in half a day is stale
 
 
 # -- failures and replies -----------------------------------------------------------------------

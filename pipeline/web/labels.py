@@ -65,6 +65,8 @@ def rule_label(event: Event, rule: str) -> str:
         return "Utskick"
     if rule.startswith("change:"):
         return "Ändringsmeddelande"
+    if rule.startswith("resend:"):
+        return "Skickat igen med e-post"
     known = next((r for r in event.rules if r.id == rule), None)
     return known.label("sv") if known else rule
 

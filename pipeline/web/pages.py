@@ -64,6 +64,13 @@ class Person:
 # -- RSVP ----------------------------------------------------------------------------------------
 
 
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> HTMLResponse:
+    """Someone who types the bare address: the event's name, where delegates find their links, and the
+    organisers' login."""
+    return _page(request, "home.html", "sv")
+
+
 @router.get("/r/{token}", response_class=HTMLResponse)
 def rsvp_page(request: Request, token: str) -> HTMLResponse:
     person = _person(request, token, "rsvp", RSVP_MAX_AGE)
