@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     max_attempts: int = 6
     retry_min_backoff_ms: int = 2_000
     retry_max_backoff_ms: int = 300_000
+    reconcile_after_seconds: int = 60  # after a lost Twilio answer: first look in its message list
+    reconcile_window_seconds: int = 600  # resend only if the list still lacks the SMS this long after
     requeue_after_seconds: int = 120  # a queued row older than this was lost by the broker
     scheduler_lease_seconds: float = 10.0  # a standby scheduler takes over this long after the active died
     healthz_max_tick_age_seconds: float = 30.0  # /healthz is unhealthy when the last tick is older

@@ -5,6 +5,7 @@
       │  │        └─┼─────────┘  └──► failed | unknown        (retry → queued; provider said no / no answer)
       │  └────────► expired | skipped  ◄── queued, sending   (validity ended; opted out, left the audience)
       └── skipped, failed, unknown                            (re-planned; an organiser's retry)
+    unknown ──► sent | queued                                 (in Twilio's list | absent after the window)
 
 Every move is a compare-and-set in `pipeline.store`, guarded by states that `MOVES` lets precede it.
 A `StrEnum`, so a state compares equal to the string stored in the database.
@@ -40,7 +41,7 @@ MOVES: dict[LedgerState, frozenset[LedgerState]] = {
     S.FAILED: frozenset({S.PLANNED}),
     S.EXPIRED: frozenset(),
     S.SKIPPED: frozenset({S.PLANNED, S.EXPIRED}),
-    S.UNKNOWN: frozenset({S.PLANNED}),
+    S.UNKNOWN: frozenset({S.PLANNED, S.SENT, S.QUEUED}),  # an organiser's retry; a look in the list
 }
 
 

@@ -24,10 +24,11 @@ from pipeline.runtime import Runtime
 from pipeline.sending import actors
 from pipeline.sending.broker import make_broker
 from pipeline.sending.scheduler import Scheduler, replan, tick
+from pipeline.sending.worker import build_message
 from pipeline.settings import Settings
-from pipeline.store import open_store
+from pipeline.store import ledger, open_store
 from pipeline.store.models import LedgerRow
-from pipeline.store.people import upsert_delegates
+from pipeline.store.people import load_delegates, upsert_delegates
 from pipeline.store.responses import set_sms_opt_out
 from tests.fixtures.smtp import SilentSmtp
 from tests.twilio_server import Reply
@@ -391,3 +392,113 @@ def test_rabbitmq_is_an_alternative_broker_that_delivers_the_same_way(settings, 
         assert len(twilio_server.messages) == 1
     finally:
         running.stop()
+
+
+# -- ambiguous sends: a late Twilio answer, a worker that stopped (issue 9, 6 and 8) ---------------------
+
+
+def late(settings: Settings) -> Settings:
+    return settings.model_copy(update={"twilio_timeout": 0.5})
+
+
+@pytest.mark.redis
+def test_a_late_twilio_answer_is_looked_up_again_later_and_the_sms_is_never_sent_twice(
+    settings, twilio_server
+):
+    """Twilio accepts Bo's invitation 1.5 s after the client gave up at 0.5 s: the worker's first look finds
+    nothing yet, so the row is `unknown` with a check a minute later (not retried); at that check Twilio's
+    list has it and the row is `sent` with its sid. One text reached Bo."""
+    clock = Clock(INVITATION_DUE)
+    running = Pipeline(late(settings), clock)
+    key = "invitation:-:bo:sms"
+    twilio_server.script(None, [Reply(201, delay=1.5)])
+    try:
+        with running.rt.store.session() as session:
+            upsert_delegates(session, [BO], INVITATION_DUE)
+        plan_and_enqueue(running)
+        running.wait_until(running.settled(key))
+        row = running.row(key)
+        assert (row.state, row.attempts) == ("unknown", 1), row.reason
+        assert row.retry_at == INVITATION_DUE + timedelta(seconds=settings.reconcile_after_seconds)
+        running.wait_until(lambda: len(twilio_server.messages) == 1)  # Twilio took it, late
+        clock.now = row.retry_at
+        tick(running.rt, clock.now, running.deliver.send)
+        row = running.row(key)
+    finally:
+        running.stop()
+    assert (row.state, row.provider_id) == ("sent", twilio_server.messages[0].sid)
+    assert len(twilio_server.requests) == 1
+
+
+@pytest.mark.redis
+def test_an_sms_twilio_never_got_is_resent_once_only_after_the_window(settings, twilio_server):
+    """Twilio hangs up without taking it: `unknown`; a look before the window ends changes nothing; at the
+    end of RECONCILE_WINDOW_SECONDS it is still absent, so it is sent, once."""
+    clock = Clock(INVITATION_DUE)
+    running = Pipeline(late(settings), clock)
+    key = "invitation:-:bo:sms"
+    twilio_server.script(None, [Reply(hang_up=True)])
+    try:
+        with running.rt.store.session() as session:
+            upsert_delegates(session, [BO], INVITATION_DUE)
+        plan_and_enqueue(running)
+        running.wait_until(running.settled(key))
+        first = running.row(key)
+        assert first.state == "unknown"
+        clock.now = first.retry_at
+        tick(running.rt, clock.now, running.deliver.send)
+        time.sleep(0.3)
+        assert (running.row(key).state, len(twilio_server.requests)) == ("unknown", 1)
+        clock.now = first.sending_at + timedelta(seconds=settings.reconcile_window_seconds)
+        tick(running.rt, clock.now, running.deliver.send)
+        running.wait_until(lambda: running.row(key).state == "sent")
+        row = running.row(key)
+    finally:
+        running.stop()
+    assert (len(twilio_server.requests), len(twilio_server.messages), row.attempts) == (2, 1, 2)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("sent_before_the_stop", [True, False], ids=["Twilio has it", "never reached Twilio"])
+def test_an_sms_left_in_sending_by_a_stopped_worker_is_settled_from_twilios_list(
+    pipeline, twilio_server, sent_before_the_stop
+):
+    """A worker claimed Bo's invitation and stopped. Ten minutes on, the scheduler looks in Twilio's list:
+    there → `sent` with its sid; not there → sent now. Either way Bo has exactly one text (issue 9, 8)."""
+    key = "invitation:-:bo:sms"
+    replan(pipeline.rt, INVITATION_DUE)
+    tick(
+        pipeline.rt, INVITATION_DUE, lambda _id: None
+    )  # queued; the broker message is "lost" with the worker
+    row_id = pipeline.row(key).id
+    with pipeline.rt.store.session() as session:
+        row = ledger.claim(session, row_id, INVITATION_DUE)
+        assert row is not None
+        delegate = load_delegates(session, [row.delegate_id])[0]
+    if sent_before_the_stop:
+        pipeline.rt.sms_channel().send(build_message(pipeline.rt, row, delegate))
+    later = INVITATION_DUE + timedelta(minutes=11)
+    pipeline.rt.clock.now = later  # type: ignore[attr-defined]  # the test Clock
+    tick(pipeline.rt, later, pipeline.deliver.send)
+    pipeline.wait_until(lambda: pipeline.row(key).state == "sent")
+    assert len(twilio_server.messages) == 1
+    assert pipeline.row(key).provider_id == twilio_server.messages[0].sid
+
+
+@pytest.mark.redis
+def test_an_email_left_in_sending_by_a_stopped_worker_waits_for_a_person_with_a_clear_note(
+    pipeline, smtp_server
+):
+    """SMTP keeps no list to ask: the row is `unknown`, never resent by itself, and the note says what to
+    do (issue 9, 8)."""
+    key = "invitation:-:anna:email"
+    replan(pipeline.rt, INVITATION_DUE)
+    tick(pipeline.rt, INVITATION_DUE, lambda _id: None)
+    with pipeline.rt.store.session() as session:
+        assert ledger.claim(session, pipeline.row(key).id, INVITATION_DUE) is not None
+    later = INVITATION_DUE + timedelta(minutes=11)
+    tick(pipeline.rt, later, pipeline.deliver.send)
+    tick(pipeline.rt, later + timedelta(hours=1), pipeline.deliver.send)
+    row = pipeline.row(key)
+    assert (row.state, row.retry_at, smtp_server.messages) == ("unknown", None, [])
+    assert "mail server" in row.reason and "Retry" in row.reason

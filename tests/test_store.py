@@ -597,7 +597,8 @@ def test_stale_queued_finds_a_row_queued_long_ago_but_not_one_waiting_for_a_retr
 
 
 def test_stuck_sending_turns_an_old_sending_row_into_unknown(store: Store) -> None:
-    """A worker that claimed a row 10 minutes ago and never reported back leaves it `unknown`."""
+    """A worker that claimed a row 10 minutes ago and never reported back leaves it `unknown`; an SMS with
+    a check time of now (Twilio's list is asked at once)."""
     start = local(2021, 11, 25, 8, 0)
     old = queued_row(store, start, "t:r:-:old:sms")
     fresh = queued_row(store, start, "t:r:-:fresh:sms")
@@ -608,7 +609,8 @@ def test_stuck_sending_turns_an_old_sending_row_into_unknown(store: Store) -> No
         assert stuck_sending(session, start + timedelta(minutes=10), timedelta(minutes=5)) == [old]
     by_id = {r.id: r for r in rows(store)}
     assert by_id[old].state == "unknown"
-    assert "check before resending" in by_id[old].reason
+    assert "Twilio's message list before resending" in by_id[old].reason
+    assert by_id[old].retry_at == start + timedelta(minutes=10)
     assert by_id[fresh].state == "sending"
 
 

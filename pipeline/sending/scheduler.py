@@ -29,6 +29,7 @@ from pipeline.changes import check_event_file
 from pipeline.outages import describe
 from pipeline.planner import plan
 from pipeline.runtime import Runtime
+from pipeline.sending.reconcile import check_unknown
 from pipeline.store import leases, ledger
 from pipeline.store.ledger import SyncCounts
 from pipeline.store.models import DelegateRow
@@ -57,6 +58,7 @@ class TickResult:
     requeued: list[int] = field(default_factory=list)
     expired: int = 0
     unknown: list[int] = field(default_factory=list)
+    resent: list[int] = field(default_factory=list)  # unknown rows Twilio never got: sent now
     next_due: datetime | None = None
 
 
@@ -80,8 +82,9 @@ def tick(rt: Runtime, now: datetime, enqueue: Enqueue) -> TickResult:
             session, now, timedelta(seconds=rt.settings.requeue_after_seconds)
         )
         result.unknown = ledger.stuck_sending(session, now, SENDING_GRACE)
+    result.resent = check_unknown(rt, now)  # asks Twilio's list: outside any transaction
     # Enqueue only after the commit: a worker must find the row queued when the message arrives.
-    enqueue_all(enqueue, result.queued + result.requeued)
+    enqueue_all(enqueue, result.queued + result.requeued + result.resent)
     with rt.store.session() as session:
         result.next_due = ledger.next_due(session)
     if result.requeued:

@@ -13,11 +13,12 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pipeline.channels.base import EmailMessage, FindsSent, SmsMessage
 from pipeline.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from pipeline.runtime import Runtime
+from pipeline.sending.reconcile import first_check_at
 from pipeline.states import LedgerState
 from pipeline.store import leases, ledger
 from pipeline.store.models import LedgerRow
@@ -97,22 +98,34 @@ def send_row(rt: Runtime, row_id: int) -> Outcome:
 
 
 def _reconcile(rt: Runtime, row: LedgerRow, message, error: TransientDeliveryError) -> Outcome:
-    """The provider may have taken the message before the connection failed: ask it before resending."""
+    """The provider may have taken the message before the connection failed: never resend on a guess.
+    A channel with a message list is asked at once; if the list does not show it (yet), the row is
+    `unknown` with a check time and `sending.reconcile` looks again later. Without a list: a person."""
     channel = rt.sms_channel() if row.channel == "sms" else rt.email_channel()
     if not isinstance(channel, FindsSent) or row.sending_at is None:
-        return _finish(rt, row, S.UNKNOWN, f"{error}; cannot ask the provider, check before resending")
+        return _finish(rt, row, S.UNKNOWN, f"{error}; {NO_LIST}")
     try:
         provider_id = channel.find_sent(message, row.sending_at)
     except TransientDeliveryError:
-        return _finish(
-            rt, row, S.UNKNOWN, f"{error}; the provider could not be asked, check before resending"
-        )
+        provider_id = None
     if provider_id is None:
-        return _retry_or_fail(rt, row, error)  # confirmed not there: resending is safe
+        at = first_check_at(rt, rt.clock())
+        window = rt.settings.reconcile_window_seconds // 60
+        note = (
+            f"not in the provider's list yet: looking again at {at:%H:%M:%S} UTC, resent only if still "
+            f"absent {window} minutes after the attempt"
+        )
+        return _finish(rt, row, S.UNKNOWN, f"{error}; {note}", check_at=at)
     with rt.store.session() as session:
         ledger.mark_sent(session, row.id, provider_id, rt.clock())
     log.info("reconciled %s: the provider had it as %s", row.key, provider_id)
     return Outcome(S.SENT, provider_id)
+
+
+NO_LIST = (
+    "the provider may have it and keeps no list to ask, so it is not resent by itself: check (for email, the "
+    "mail server's log or the delegate) before pressing Retry"
+)
 
 
 def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -> Outcome:
@@ -136,13 +149,20 @@ def _count_error(rt: Runtime, row: LedgerRow, error: DeliveryError) -> None:
         leases.count_provider_error(session, row.channel, error.code or "unknown")
 
 
-def _finish(rt: Runtime, row: LedgerRow, state: LedgerState, reason: str, code: str | None = None) -> Outcome:
+def _finish(
+    rt: Runtime,
+    row: LedgerRow,
+    state: LedgerState,
+    reason: str,
+    code: str | None = None,
+    check_at: datetime | None = None,
+) -> Outcome:
     now = rt.clock()
     with rt.store.session() as session:
         if state == S.FAILED:
             ledger.mark_failed(session, row.id, reason, code, now)
         elif state == S.UNKNOWN:
-            ledger.mark_unknown(session, row.id, reason, now)
+            ledger.mark_unknown(session, row.id, reason, now, check_at)
         elif state == S.EXPIRED:
             ledger.mark_expired(session, row.id, reason, now)
         else:

@@ -246,24 +246,70 @@ def stale_queued(session: Session, now: datetime, grace: timedelta, limit: int =
     return ids
 
 
+STOPPED_SMS = "a worker stopped while sending; looking in Twilio's message list before resending"
+STOPPED_EMAIL = (
+    "a worker stopped while sending this email; the mail server may have it and SMTP keeps no list to ask, "
+    "so it is not resent by itself: check the mail server's log (or ask the delegate), then press Retry"
+)
+
+
 def stuck_sending(session: Session, now: datetime, grace: timedelta) -> list[int]:
-    """Rows claimed by a worker that never reported back (it crashed mid-send): now `unknown`."""
+    """Rows claimed by a worker that never reported back (it stopped mid-send): now `unknown`. An SMS is
+    looked up in Twilio's list at once (its check time is `now`, see sending/reconcile.py); an email
+    waits for a person, with a note saying so."""
     ids = list(
         session.scalars(
             select(LedgerRow.id).where(LedgerRow.state == S.SENDING, LedgerRow.sending_at < now - grace)
         )
     )
     for chunk in _chunks(ids):
-        session.execute(
-            update(LedgerRow)
-            .where(LedgerRow.id.in_(chunk), LedgerRow.state == S.SENDING)
-            .values(
-                state=S.UNKNOWN,
-                reason="a worker stopped while sending; check before resending",
-                updated_at=now,
+        for is_sms, reason, check_at in ((True, STOPPED_SMS, now), (False, STOPPED_EMAIL, None)):
+            channel = LedgerRow.channel == "sms" if is_sms else LedgerRow.channel != "sms"
+            session.execute(
+                update(LedgerRow)
+                .where(LedgerRow.id.in_(chunk), LedgerRow.state == S.SENDING, channel)
+                .values(state=S.UNKNOWN, reason=reason, retry_at=check_at, updated_at=now)
             )
-        )
     return ids
+
+
+# -- `unknown` rows with a check time (retry_at): looking them up in the provider's list -------------
+
+
+def due_for_check(session: Session, now: datetime, limit: int) -> list[LedgerRow]:
+    """`unknown` rows whose look in the provider's message list is due, oldest first."""
+    query = (
+        select(LedgerRow)
+        .where(LedgerRow.state == S.UNKNOWN, LedgerRow.retry_at.is_not(None), LedgerRow.retry_at <= now)
+        .order_by(LedgerRow.retry_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def settle_found(session: Session, row_id: int, provider_id: str, now: datetime) -> bool:
+    """unknown → sent: the provider has it after all, under `provider_id`."""
+    return _move(
+        session, row_id, [S.UNKNOWN], S.SENT, provider_id=provider_id, sent_at=now, reason="", retry_at=None,
+        error_code=None, updated_at=now,
+    )  # fmt: skip
+
+
+def requeue_absent(session: Session, row_id: int, reason: str, now: datetime) -> bool:
+    """unknown → queued: still absent after the window, so it never arrived and is sent now."""
+    return _move(
+        session, row_id, [S.UNKNOWN], S.QUEUED, queued_at=now, retry_at=None, reason=reason, updated_at=now
+    )
+
+
+def check_again(session: Session, row_id: int, at: datetime | None, reason: str, now: datetime) -> bool:
+    """Keep an `unknown` row and look again at `at` (None: no more looks, a person decides)."""
+    result = session.execute(
+        update(LedgerRow)
+        .where(LedgerRow.id == row_id, LedgerRow.state == S.UNKNOWN)
+        .values(retry_at=at, reason=reason, updated_at=now)
+    )
+    return bool(rowcount(result))
 
 
 def queue_rule(session: Session, event_id: str, rule: str, now: datetime) -> list[int]:
@@ -343,8 +389,11 @@ def mark_failed(session: Session, row_id: int, error: str, code: str | None, now
     )
 
 
-def mark_unknown(session: Session, row_id: int, reason: str, now: datetime) -> bool:
-    return _move(session, row_id, [S.SENDING], S.UNKNOWN, reason=reason, updated_at=now)
+def mark_unknown(
+    session: Session, row_id: int, reason: str, now: datetime, check_at: datetime | None = None
+) -> bool:
+    """sending → unknown; `check_at`: when to look in the provider's list (None: a person decides)."""
+    return _move(session, row_id, [S.SENDING], S.UNKNOWN, reason=reason, retry_at=check_at, updated_at=now)
 
 
 def mark_expired(session: Session, row_id: int, reason: str, now: datetime) -> bool:
