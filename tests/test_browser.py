@@ -296,6 +296,8 @@ def test_the_programme_and_rsvp_pages_fit_a_phone_without_sideways_scrolling(bro
     page = context.new_page()
     page.goto(f"{server}/program")
     assert page.evaluate(NO_SIDEWAYS_SCROLL)
+    # "12.00–13.00" fits its column instead of running into the title beside it.
+    assert page.evaluate("[...document.querySelectorAll('.time')].every(e => e.scrollWidth <= e.clientWidth)")
     assert "Skellefteå flygplats, mötesplatsen meddelas senare" in page.inner_text("main")
     shot(page, "programme-phone")
     page.goto(f"{server}/r/{LinkSigner(SECRET, server).token('rsvp', 'anna')}")
@@ -308,7 +310,8 @@ def test_the_programme_and_rsvp_pages_fit_a_phone_without_sideways_scrolling(bro
 
 
 def test_a_phone_number_in_an_email_stays_on_one_line_at_375_px(browser) -> None:
-    """The invitation's HTML on a phone: every tel: link is one line box (non-breaking spaces hold)."""
+    """The practical email's HTML on a phone: no sideways scrolling, and every tel: link is one line box
+    (non-breaking spaces hold)."""
     from pipeline.delegates import Delegate
     from pipeline.render import make_env, render_email
     from pipeline.timetable import load_event
@@ -329,6 +332,7 @@ def test_a_phone_number_in_an_email_stays_on_one_line_at_375_px(browser) -> None
     context = browser.new_context(**PHONE)
     page = context.new_page()
     page.set_content(html)
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)  # the programme's long Swedish words wrap inside the cell
     lines = page.evaluate(
         "[...document.querySelectorAll('a[href^=\"tel:\"]')].map(a => a.getClientRects().length)"
     )
