@@ -472,3 +472,11 @@ def test_the_practical_sms_does_not_say_we_meet_twice(env, event):
         env, event, dataclasses.replace(no_stop, language="en"), "practical", key="k", links=LINKS
     ).body
     assert en.count("We meet") == 1
+
+
+def test_a_delegate_without_a_stop_is_sent_to_the_rsvp_page_to_choose_one(env, event):
+    """The practical email offers the bus through the RSVP page (which records a stop), not "reply to this
+    email", whose reply would be read as an RSVP."""
+    email = render_email(env, event, DELEGATES[2], "practical", key="k", links=LINKS)
+    assert f"Välj hållplats på din svarssida: {LINKS['rsvp_url']}" in email.text
+    assert "Svara på det här mejlet" not in email.text and LINKS["rsvp_url"] in email.html
