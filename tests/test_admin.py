@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from pipeline.runtime import Runtime
 from pipeline.store import Store, open_store
+from pipeline.store.leases import take_lease
 from pipeline.store.ledger import queue_due, retry_failed, states_of
 from pipeline.store.models import LedgerRow
 from pipeline.web import admin as admin_routes
@@ -36,6 +37,8 @@ GET_ROUTES = [
     "/admin/stops/hotel",
     "/admin/dinner",
     "/admin/messages/1",
+    "/admin/charts",
+    "/admin/charts/rsvps.png",
     "/admin/delegates/new",
     "/admin/delegates/anna/edit",
     "/admin/survey",
@@ -533,12 +536,16 @@ def test_confirming_a_broadcast_delivers_it_from_the_web_process_and_shows_the_c
 def test_with_a_broker_the_form_says_the_workers_send_and_does_not_claim_it_was_sent(
     tmp_path, store, seeded, redis_url
 ) -> None:
-    """BROKER_URL set: the form and the result page say the workers deliver; the rows wait queued."""
+    """BROKER_URL set: the form says whether a scheduler is heard from (its lease heartbeat) and that the
+    workers deliver; the result page does not claim it was sent: the rows wait queued."""
     app = create_app(Runtime(make_settings(tmp_path, broker_url=redis_url), store=store))
     app.state.runtime.clock = lambda: NOW
     with TestClient(app) as client:
         assert login(client).status_code == 303
-        assert "utskicksprocesserna" in client.get("/admin/broadcast").text
+        assert "Ingen schemaläggare är igång" in client.get("/admin/broadcast").text
+        with store.session() as session:  # a scheduler takes its lease: the form says so
+            assert take_lease(session, "scheduler-1", NOW, timedelta(seconds=30))
+        assert "schemaläggaren är igång" in client.get("/admin/broadcast").text
         response = post(client, "/admin/broadcast/send", grupp=["role:kso"], text=BUS_LATE)
         result = client.get(response.headers["location"]).text
     assert "1 meddelanden är inte skickade än" in result and "kallelse worker" in result

@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from pipeline.runtime import Runtime
 from pipeline.store import Store, open_store
-from pipeline.store.models import LedgerRow
+from pipeline.store.models import DelegateRow, LedgerRow
 from pipeline.web.server import WebServer
 from tests.fixtures.dashboard import PASSWORD, ROOT, make_settings, seed
 from tests.fixtures.day import PUBLIC_URL, TWILIO_TOKEN
@@ -277,8 +277,50 @@ def test_on_a_desktop_the_lists_filter_print_and_show_a_delegates_messages(brows
         page.emulate_media(media="print")
         assert not page.is_visible("nav.admin-nav") and page.is_visible("#riders")
         shot(page, "desktop-day-4-hotel-print")
+        page.emulate_media(media="screen")
+        page.click("nav >> text=Bilder")
+        page.wait_for_load_state("load")  # the three pictures, drawn by the server, loaded by the browser
+        widths = page.eval_on_selector_all("img.chart", "images => images.map(i => i.naturalWidth)")
+        assert widths == [800, 800, 800]
+        shot(page, "desktop-day-5-charts")
     finally:
         context.close()
+
+
+def test_on_a_phone_a_delegate_is_added_edited_and_cancelled(browser, morning_server, morning) -> None:
+    """375 px: a wrong phone is named in Swedish; the person is added, moved to the hotel bus, and
+    cancelled with their planned messages stopped."""
+    url, (_, store) = morning_server, morning
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    try:
+        log_in(page, url)
+        page.click("#add-delegate")
+        page.fill("#f-id", "d15")
+        page.fill("#f-name", "Ulla Berg")
+        page.fill("#f-phone", "070-1")
+        page.click("#save")
+        assert "Telefon:" in page.inner_text("[role=alert]")
+        shot(page, "phone-person-1-error")
+        page.fill("#f-phone", "070-174 06 99")
+        page.select_option("#f-dinner", "yes")
+        page.click("#save")
+        page.wait_for_url(f"{url}/admin/delegates/d15?sparat=ny")
+        page.click("#edit")
+        page.select_option("#f-stop", "hotel")
+        page.click("#save")
+        page.wait_for_url(f"{url}/admin/delegates/d15?sparat=uppgifter")
+        assert "The Wood Hotel" in page.inner_text("#delegate")
+        shot(page, "phone-person-2-saved")
+        page.click("summary:has-text('Avanmäl')")
+        page.click("#cancel")
+        page.wait_for_url(f"{url}/admin/delegates/d15?sparat=avanmald")
+        assert "Avanmäld" in page.inner_text("#delegate")
+        shot(page, "phone-person-3-cancelled")
+    finally:
+        context.close()
+    with store.session() as session:
+        assert session.get(DelegateRow, "d15").cancelled_at is not None
 
 
 # -- what delegates see on a phone ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from pipeline.cli import main
 from pipeline.runtime import Runtime
 from pipeline.store.ledger import states_of
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow, RsvpRow
+from pipeline.timetable import load_event
 from pipeline.web.app import create_app
 from tests.fixtures.dashboard import PASSWORD
 from tests.fixtures.day import MORNING, PUBLIC_URL, TWILIO_TOKEN, example_rows
@@ -384,3 +385,33 @@ def test_the_bare_address_names_the_event_and_links_to_the_login(client) -> None
     page = client.get("/")
     assert page.status_code == 200 and "Innovationsmötet med Svenska industrikommuner" in page.text
     assert 'href="/admin/login"' in page.text
+
+
+# -- pictures -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["rsvps", "messages", "stops"])
+def test_each_chart_is_a_png_drawn_by_the_server(client, name) -> None:
+    """The pictures page shows three images served by the app itself; each is a real PNG."""
+    assert f'src="/admin/charts/{name}.png"' in client.get("/admin/charts").text
+    png = client.get(f"/admin/charts/{name}.png")
+    assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
+    assert len(png.content) > 5000  # drawn, not an empty canvas
+
+
+def test_the_chart_data_is_what_the_ledger_and_answers_say(morning) -> None:
+    """12 answers that count (11 yes, 1 no); at 08:00 on day 1 the hotel's pickup texts went; the stop
+    picture compares 4 expected with 4 texted at the hotel and 4 with 0 at the airport."""
+    from pipeline.web import admin_data
+
+    settings, store = morning
+    event = load_event(settings.event_file)
+    with store.session() as session:
+        answers = admin_data.answer_times(session, event)
+        hours = dict(admin_data.messages_per_hour(session, event))
+        lists = {s.id: admin_data.stop_list(session, event, s.id) for s in event.stops}
+    assert sorted(a for _, a in answers).count("yes") == 11 and [a for _, a in answers].count("no") == 1
+    pickup_hour = next(h for h in hours if (h.day, h.hour) == (25, 8))
+    assert hours[pickup_hour].get("sent", 0) >= 4
+    assert (lists["hotel"].count("yes"), lists["hotel"].texted) == (4, 4)
+    assert (lists["airport"].count("yes"), lists["airport"].texted) == (4, 0)

@@ -32,6 +32,7 @@ import jinja2
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from pipeline import charts
 from pipeline.broadcast import (
     BroadcastError,
     BroadcastRequest,
@@ -49,6 +50,7 @@ from pipeline.settings import Settings
 from pipeline.states import ATTENTION_STATES, PENDING_STATES
 from pipeline.status import event_status
 from pipeline.store import ledger
+from pipeline.store.leases import heartbeat
 from pipeline.store.models import DelegateRow, InboundRow, LedgerRow
 from pipeline.store.people import as_fields, cancel_delegate, load_delegates, record_rsvp, save_one
 from pipeline.store.responses import (
@@ -73,7 +75,7 @@ from pipeline.web.admin_auth import (
     set_session_cookie,
 )
 from pipeline.web.deps import runtime
-from pipeline.web.labels import ANSWERS, ROLES, words
+from pipeline.web.labels import ANSWERS, ROLES, STATES, words
 from pipeline.web.pages import HEADERS, templates
 
 router = APIRouter(prefix="/admin")
@@ -506,6 +508,51 @@ def survey_chart(request: Request, _session: Admin) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
+# -- pictures -------------------------------------------------------------------------------------
+
+CHART_WORDS = {
+    "yes": "ja",
+    "no": "nej",
+    "deadline": "sista svarsdag",
+    "total": "alla deltagare ({n})",
+    "axis": "antal svar",
+    "expected": "ska kliva på (svarat ja)",
+    "texted": "har fått bussens sms",
+    "months": "jan feb mar apr maj jun jul aug sep okt nov dec",
+}
+
+
+RSVP_CHART_SPAN = timedelta(weeks=8)  # invitations go out about seven weeks ahead
+
+
+@router.get("/charts", response_class=HTMLResponse)
+def charts_page(request: Request, session: Admin) -> HTMLResponse:
+    return _page(request, "admin_charts.html", session)
+
+
+@router.get("/charts/{name}.png")
+def chart(request: Request, _session: Admin, name: str) -> Response:
+    """One picture, drawn now from the database."""
+    event = _event(request)
+    with runtime(request).store.session() as db:
+        if name == "rsvps":
+            total = sum(event_status(db, event).rsvp.values())
+            deadline, start = event.local(event.event.rsvp_deadline), event.local(event.event.start)
+            window = (start - RSVP_CHART_SPAN, start)
+            answers = admin_data.answer_times(db, event)
+            png = charts.rsvp_chart(answers, window, deadline, total, CHART_WORDS)
+        elif name == "messages":
+            hours = [(short_when(h)[:-3], counts) for h, counts in admin_data.messages_per_hour(db, event)]
+            words = {str(state): word for state, word in STATES.items()}
+            png = charts.hourly_chart(hours, words, "Meddelanden per timme, efter läge")
+        elif name == "stops":
+            lists = [(s.name, admin_data.stop_list(db, event, s.id)) for s in event.stops]
+            png = charts.stops_chart([(n, lst.count("yes"), lst.texted) for n, lst in lists], CHART_WORDS)
+        else:
+            return _page(request, "admin_missing.html", _session, 404, what=f"bilden {name}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
 # -- broadcasts ---------------------------------------------------------------------------------
 
 
@@ -666,8 +713,14 @@ def _kinds(counts: dict[str, int], kind: str) -> list[tuple[str, int]]:
 
 
 def _who_sends(request: Request) -> str:
-    """ "here": this process delivers at once (no BROKER_URL); "workers": the broker's workers do."""
-    return "workers" if runtime(request).settings.broker_url else "here"
+    """ "here": this process delivers at once (no BROKER_URL); "workers": the broker's workers do, and a
+    scheduler's heartbeat is fresh; "nobody": a broker, but no scheduler has been heard from lately."""
+    rt = runtime(request)
+    if not rt.settings.broker_url:
+        return "here"
+    with rt.store.session() as db:
+        beat = heartbeat(db)
+    return "workers" if beat is not None and beat.expires_at > rt.clock() else "nobody"
 
 
 def _send_soon(request: Request, rule: str) -> None:

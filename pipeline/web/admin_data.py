@@ -253,3 +253,29 @@ def recently_handled(session: Session, limit: int = 20) -> list[tuple[InboundRow
         .limit(limit)
     )
     return [(row, name or "") for row, name in session.execute(query)]
+
+
+# -- pictures -------------------------------------------------------------------------------------
+
+
+def answer_times(session: Session, event: Event) -> list[tuple[datetime, str]]:
+    """When each delegate's answer that counts was given (local), oldest first: the RSVP chart's data."""
+    latest: dict[str, RsvpRow] = {}
+    for row in session.scalars(select(RsvpRow).order_by(RsvpRow.id)):
+        latest[row.delegate_id] = row  # the last recorded counts (store/people.py)
+    active = set(session.scalars(select(DelegateRow.id).where(DelegateRow.cancelled_at.is_(None))))
+    answers = [(r.at.astimezone(event.tz), r.answer) for d, r in latest.items() if d in active]
+    return sorted(a for a in answers if a[1] in ("yes", "no"))
+
+
+def messages_per_hour(session: Session, event: Event) -> list[tuple[datetime, dict[str, int]]]:
+    """Local hour → state → count, by when a message went (or is due), hours without messages left out."""
+    query = select(func.coalesce(LedgerRow.sent_at, LedgerRow.due_at), LedgerRow.state).where(
+        LedgerRow.event_id == event.event.id
+    )
+    hours: dict[datetime, dict[str, int]] = {}
+    for at, state in session.execute(query):
+        hour = at.astimezone(event.tz).replace(minute=0, second=0, microsecond=0)
+        per_state = hours.setdefault(hour, {})
+        per_state[state] = per_state.get(state, 0) + 1
+    return sorted(hours.items())
