@@ -639,3 +639,27 @@ def test_the_public_programme_in_english(client) -> None:
     assert page.status_code == 200 and '<html lang="en">' in page.text
     assert "Thursday 25 November" in page.text and "meeting point to be announced" in page.text
     assert "På svenska" in page.text
+
+
+def test_an_organisers_edit_changes_a_stop_the_delegate_chose_and_an_untouched_field_stays_theirs(
+    client, store
+) -> None:
+    """Anna chose the airport and no dinner on her page; the secretariat, after a call, moves her to the
+    hotel: the edit counts. Her dinner choice, untouched by the edit, still beats a later import."""
+    from pipeline.store.people import save_one, upsert_delegates
+
+    client.post(f"/r/{link('rsvp')}", data={"answer": "yes", "stop": "airport", "dinner": "no"})
+    with store.session() as session:
+        problems = save_one(
+            session,
+            {"id": "anna", "stop": "hotel", "dinner": "no"},
+            {"hotel", "airport"},
+            NOW,
+            "edit",
+            new=False,
+        )
+    assert problems == [] and delegate(store, "anna").stop == "hotel"
+    with store.session() as session:
+        upsert_delegates(session, [delegate_with(ANNA, stop="airport", dinner=True)], NOW)
+    row = delegate(store, "anna")
+    assert (row.stop, row.dinner) == ("airport", False)  # the import may set the stop again, not her dinner

@@ -281,11 +281,19 @@ def save_one(
         return [str(e)]
     if result.errors:  # one row, so "SOURCE:2: column: …" says no more than "SOURCE: column: …"
         return [e.replace(f"{source}:2: ", f"{source}: ", 1) for e in result.errors]
+    if row is not None:  # an organiser's change to what the delegate chose on the RSVP page counts
+        current = as_fields(row)
+        _release(row, [n for n in _IMPORTED if n in values and values[n].strip() != current.get(n, "")])
     counts = upsert_delegates(session, result.delegates, now)
     return [
         f"{source}: {c.column}: {merged.get(c.column)!r} belongs to {c.owner_name} ({c.owner_id})"
         for c in counts.shared
     ]
+
+
+def _release(row: DelegateRow, names: list[str]) -> None:
+    chosen = [name for name in row.set_by_delegate.split(",") if name and name not in names]
+    row.set_by_delegate = ",".join(chosen)
 
 
 def as_fields(row: DelegateRow) -> dict[str, str]:
