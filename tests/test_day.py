@@ -415,3 +415,16 @@ def test_the_chart_data_is_what_the_ledger_and_answers_say(morning) -> None:
     assert hours[pickup_hour].get("sent", 0) >= 4
     assert (lists["hotel"].count("yes"), lists["hotel"].texted) == (4, 4)
     assert (lists["airport"].count("yes"), lists["airport"].texted) == (4, 0)
+
+
+def test_an_emails_view_links_to_its_html_shown_with_nothing_loaded_from_elsewhere(client) -> None:
+    """Astrid's invitation: subject and text on the page, the HTML part on its own address, locked down."""
+    page = client.get("/admin/delegates/d01").text
+    row = page.split("Inbjudan med programmet")[1].split("</tr>")[0]
+    row_id = re.search(r'href="/admin/messages/(\d+)"', row).group(1)
+    view = client.get(f"/admin/messages/{row_id}").text
+    assert "Inbjudan: Innovationsmötet med Svenska industrikommuner" in view
+    assert f'href="/admin/messages/{row_id}/html"' in view and "kalenderfil" in view
+    html = client.get(f"/admin/messages/{row_id}/html")
+    assert html.status_code == 200 and "Hej Astrid!" in html.text and "<html" in html.text.lower()
+    assert html.headers["content-security-policy"].startswith("default-src 'none'")

@@ -175,12 +175,11 @@ def overview(
         status = event_status(db, event)
         people, matched = admin_data.delegates(db, filters)
         waiting = count_replies_needing_a_person(db, event.days)
-        stops = [(stop, admin_data.stop_list(db, event, stop.id)) for stop in event.stops]
-        dinner = admin_data.dinner_list(db)
+        day = admin_data.day_counts(db)
         role_codes = admin_data.roles(db)
     context: dict[str, Any] = {"status": status, "people": people, "f": filters, "matched": matched}
     context["waiting"] = waiting
-    context |= {"stops": stops, "dinner": dinner, "role_codes": role_codes}
+    context |= {"day": day, "role_codes": role_codes}
     return _page(request, "admin_overview.html", session, **context)
 
 
@@ -354,6 +353,21 @@ def message_page(request: Request, session: Admin, row_id: int) -> HTMLResponse:
     links = runtime(request).signer.links_for(people[0].id)
     shown = show(_message_env(request), event, people[0], planned, links)
     return _page(request, "admin_message.html", session, m=shown, row=row, d=people[0])
+
+
+@router.get("/messages/{row_id}/html")
+def message_html(request: Request, session: Admin, row_id: int) -> Response:
+    """An email's HTML part on its own, as the mail program shows it: nothing it links may load."""
+    rt, event = runtime(request), _event(request)
+    with rt.store.session() as db:
+        row = db.get(LedgerRow, row_id)
+        people = load_delegates(db, [row.delegate_id]) if row is not None else []
+    if row is None or not people or row.channel != "email":
+        return _page(request, "admin_missing.html", session, 404, what=f"e-postmeddelandet {row_id}")
+    planned = Planned(row.key, row.rule, row.channel, row.due_at, row.state, row.payload)
+    shown = show(rt.templates, event, people[0], planned, rt.signer.links_for(people[0].id))
+    headers = ADMIN_HEADERS | {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
+    return HTMLResponse(shown.html or shown.problem, headers=headers)
 
 
 @router.post("/delegates/{delegate_id}/rsvp")

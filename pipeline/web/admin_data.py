@@ -172,6 +172,30 @@ def _best_states(session: Session, event: Event, rules: list[str], ids: list[str
     return best
 
 
+@dataclass(frozen=True)
+class DayCounts:
+    """The overview's cards, counted in the database (a national event has 100,000 delegates)."""
+
+    by_stop: dict[tuple[str, str], int]  # (stop, answer) → delegates
+    dinner: dict[str, int]  # answer → delegates who eat dinner
+
+    def at(self, stop: str, answer: str) -> int:
+        return self.by_stop.get((stop, answer), 0)
+
+
+def day_counts(session: Session) -> DayCounts:
+    active = DelegateRow.cancelled_at.is_(None)
+    stops = select(DelegateRow.stop, DelegateRow.rsvp, func.count()).where(
+        active, DelegateRow.stop.is_not(None)
+    )
+    dinner = select(DelegateRow.rsvp, func.count()).where(active, _eats())
+    by_stop = session.execute(stops.group_by(DelegateRow.stop, DelegateRow.rsvp))
+    return DayCounts(
+        {(stop or "", answer): n for stop, answer, n in by_stop},
+        {answer: n for answer, n in session.execute(dinner.group_by(DelegateRow.rsvp))},
+    )
+
+
 @dataclass
 class DinnerList:
     coming: list[DelegateRow]  # said yes to the meeting and to dinner
@@ -269,13 +293,16 @@ def answer_times(session: Session, event: Event) -> list[tuple[datetime, str]]:
 
 
 def messages_per_hour(session: Session, event: Event) -> list[tuple[datetime, dict[str, int]]]:
-    """Local hour → state → count, by when a message went (or is due), hours without messages left out."""
-    query = select(func.coalesce(LedgerRow.sent_at, LedgerRow.due_at), LedgerRow.state).where(
-        LedgerRow.event_id == event.event.id
+    """Local hour → state → count, by each message's due time; hours without messages left out. Counted
+    per due time in the database (a plan has few distinct ones), then per hour here."""
+    query = (
+        select(LedgerRow.due_at, LedgerRow.state, func.count())
+        .where(LedgerRow.event_id == event.event.id)
+        .group_by(LedgerRow.due_at, LedgerRow.state)
     )
     hours: dict[datetime, dict[str, int]] = {}
-    for at, state in session.execute(query):
-        hour = at.astimezone(event.tz).replace(minute=0, second=0, microsecond=0)
+    for due, state, n in session.execute(query):
+        hour = due.astimezone(event.tz).replace(minute=0, second=0, microsecond=0)
         per_state = hours.setdefault(hour, {})
-        per_state[state] = per_state.get(state, 0) + 1
+        per_state[state] = per_state.get(state, 0) + n
     return sorted(hours.items())
