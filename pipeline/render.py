@@ -394,19 +394,14 @@ def _localise(value: Any, event: Event, lang: str) -> Any:
     return value
 
 
-def build_context(
-    event: Event,
-    delegate: Delegate,
-    rule_id: str | None,
-    links: Mapping[str, str],
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Everything a template needs, with times local to the event and texts in the delegate's language."""
-    lang = language_code(delegate.language)
+def event_context(event: Event, lang: str) -> dict[str, Any]:
+    """The part of a template's context that depends only on the event and the language. A worker makes
+    it once per version of the event file and language (`shared=`) instead of once per message: it is
+    most of the cost of rendering a one-line SMS."""
+    lang = language_code(lang)
     items = [item_view(event, i, lang) for i in event.items]
-    bus = next((i for i in items if i.kind == "bus"), None)
     start, end = event.local(event.event.start), event.local(event.event.end)
-    context: dict[str, Any] = {
+    return {
         "event": event,
         "event_name": event.event.name(lang),
         "network": event.event.network,
@@ -415,25 +410,47 @@ def build_context(
         "end": end,
         "dates": day_span(start.date(), end.date(), lang),
         "rsvp_deadline": event.local(event.event.rsvp_deadline),
-        "rule_id": rule_id,
-        "delegate": delegate,
         "lang": lang,
-        "name": delegate.name,
-        "first_name": delegate.first_name,
-        "stop": _delegate_stop(event, delegate, lang),
         "stops": [_stop_view(event, s, lang) for s in sorted(event.stops, key=lambda s: s.time)],
-        "bus": bus,
+        "bus": next((i for i in items if i.kind == "bus"), None),
         # Those who skip the bus meet us at the first item after it (lunch on day 1).
         "meet": next((i for i in sorted(items, key=lambda i: i.start) if i.kind != "bus"), None),
         "dinner": next((i for i in items if i.kind == "dinner"), None),
-        "eats_dinner": delegate.dinner is True,  # dinner lines only for those who said they eat with us
-        "session": _session(event, items, delegate.role),
         "duty": _contact_view(event.duty_contact, lang),
         "contacts": [_contact_view(c, lang) for c in event.contacts],
         "days": group_by_day(items),
         "survey": [QuestionView(q.id, q.kind, q.text(lang)) for q in event.survey],
-        "links": dict(links),
+        "_items": items,  # in the event file's order, for the delegate's session below
     }
+
+
+def build_context(
+    event: Event,
+    delegate: Delegate,
+    rule_id: str | None,
+    links: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+    shared: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything a template needs, with times local to the event and texts in the delegate's language.
+
+    `shared` is `event_context(event, delegate's language)` made beforehand; `links` may be lazy (a
+    Mapping that signs a link when a template first reads it)."""
+    lang = language_code(delegate.language)
+    context = dict(shared if shared is not None else event_context(event, lang))
+    items = context.pop("_items")
+    context.update(
+        {
+            "rule_id": rule_id,
+            "delegate": delegate,
+            "name": delegate.name,
+            "first_name": delegate.first_name,
+            "stop": _delegate_stop(event, delegate, lang),
+            "eats_dinner": delegate.dinner is True,  # dinner lines only for those who said they eat with us
+            "session": _session(event, items, delegate.role),
+            "links": links,
+        }
+    )
     context.update(_localise(dict(extra or {}), event, lang))
     return context
 
@@ -460,11 +477,12 @@ def render_email(
     links: Mapping[str, str],
     extra: Mapping[str, Any] | None = None,
     ics: bytes | None = None,
+    shared: Mapping[str, Any] | None = None,
 ) -> EmailMessage:
     """The three parts of `template` in the delegate's language, with the .ics attached when given."""
     if not delegate.email:
         raise ValueError(f"delegate {delegate.id} has no email address")
-    context = build_context(event, delegate, None, links, extra)
+    context = build_context(event, delegate, None, links, extra, shared)
     lang = context["lang"]
     attachments = (_ics_attachment(event, ics),) if ics is not None else ()
     return EmailMessage(
@@ -506,11 +524,12 @@ def render_sms(
     links: Mapping[str, str],
     extra: Mapping[str, Any] | None = None,
     status_callback: str | None = None,
+    shared: Mapping[str, Any] | None = None,
 ) -> SmsMessage:
     """The SMS part of `template` in the delegate's language."""
     if not delegate.phone:
         raise ValueError(f"delegate {delegate.id} has no phone number")
-    context = build_context(event, delegate, None, links, extra)
+    context = build_context(event, delegate, None, links, extra, shared)
     body = sms_text(_render(env, template_path(context["lang"], template, "sms.txt"), context))
     return SmsMessage(key=key, to=delegate.phone, body=body, status_callback=status_callback)
 

@@ -9,8 +9,11 @@ channels (the twilio HTTP client and an SMTP connection are not thread-safe).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -40,11 +43,23 @@ class EventFile:
 
     The last good version stays in force: a file that does not load (saved half-way, a typo) is reported
     once (`problem`, the log) and ignored until it loads again, so no message fails and no page breaks
-    because of it. Only a process that has never had a good version (and no `fallback`) raises."""
+    because of it. Only a process that has never had a good version (and no `fallback`) raises.
 
-    def __init__(self, path: Path, fallback: Callable[[], tuple[Event, str] | None] | None = None):
+    With `check_every` (workers: 1 s) the file is looked at no more often than that: a worker asks for
+    the event once per message. `refresh()` looks at once (the scheduler, when it saw the file change)."""
+
+    def __init__(
+        self,
+        path: Path,
+        fallback: Callable[[], tuple[Event, str] | None] | None = None,
+        check_every: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.path = Path(path)
         self.fallback = fallback  # the event as last applied (the database's snapshot), for a cold start
+        self.check_every = check_every
+        self._monotonic = monotonic
+        self._checked = -math.inf
         self._event: Event | None = None
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
         self._lock = threading.Lock()
@@ -54,6 +69,12 @@ class EventFile:
         self.loaded_text = ""
 
     def load(self) -> Event:
+        event = self._event
+        if event is not None and self._monotonic() - self._checked < self.check_every:
+            return event
+        return self.refresh()
+
+    def refresh(self) -> Event:
         try:
             stat = self.path.stat()
             seen = (stat.st_mtime_ns, stat.st_size)
@@ -63,6 +84,7 @@ class EventFile:
             if self._event is None or seen != self._seen:
                 self._read(seen)
             assert self._event is not None
+            self._checked = self._monotonic()
             return self._event
 
     def _read(self, seen: tuple[int, int] | None) -> None:
@@ -154,6 +176,12 @@ class Runtime:
                 self._cache[key] = value
         return value
 
+    @cached_property
+    def send_pool(self) -> ThreadPoolExecutor:
+        """Threads that wait on the SMS provider, SMS_CONCURRENCY of them: many requests in flight per
+        process whatever the number of worker threads (each pool thread has its own channel)."""
+        return ThreadPoolExecutor(max(1, self.settings.sms_concurrency), thread_name_prefix="send")
+
     def email_channel(self) -> EmailChannel:
         channel = getattr(self._local, "email", None)
         if channel is None:
@@ -176,7 +204,10 @@ class Runtime:
         return f"{self.settings.public_url.rstrip('/')}/twilio/status"
 
     def close(self) -> None:
-        """Close the store if this runtime opened it."""
+        """Close the store if this runtime opened it; stop the send pool."""
+        if "send_pool" in self.__dict__:
+            self.send_pool.shutdown(wait=True)
+            del self.__dict__["send_pool"]
         if self._owns_store and self._store is not None:
             self._store.close()
             self._store = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,7 +15,15 @@ import vobject
 
 from pipeline.delegates import Delegate
 from pipeline.ics import delegate_ics
-from pipeline.render import build_context, check_templates, make_env, render_email, render_sms
+from pipeline.links import LinkSigner
+from pipeline.render import (
+    build_context,
+    check_templates,
+    event_context,
+    make_env,
+    render_email,
+    render_sms,
+)
 from pipeline.sms import Segments, sms_segments
 from pipeline.timetable import Event, load_event
 
@@ -480,3 +489,40 @@ def test_a_delegate_without_a_stop_is_sent_to_the_rsvp_page_to_choose_one(env, e
     email = render_email(env, event, DELEGATES[2], "practical", key="k", links=LINKS)
     assert f"Välj hållplats på din svarssida: {LINKS['rsvp_url']}" in email.text
     assert "Svara på det här mejlet" not in email.text and LINKS["rsvp_url"] in email.html
+
+
+def test_a_context_made_once_per_language_renders_exactly_like_one_made_per_message(env, event):
+    """Workers reuse `event_context` across messages: every rule's texts come out the same."""
+    shared = {lang: event_context(event, lang) for lang in ("sv", "en")}
+    for rule, delegate, lang in itertools.product(event.rules, DELEGATES, ("sv", "en")):
+        template, person = rule.template, dataclasses.replace(delegate, language=lang)
+        if person.phone and "sms" in rule.channels:
+            alone = render_sms(env, event, person, template, key="k", links=LINKS)
+            reused = render_sms(env, event, person, template, key="k", links=LINKS, shared=shared[lang])
+            assert reused == alone
+        if person.email and "email" in rule.channels:
+            alone_mail = render_email(env, event, person, template, key="k", links=LINKS)
+            again = render_email(env, event, person, template, key="k", links=LINKS, shared=shared[lang])
+            assert again == alone_mail
+
+
+class CountingSigner(LinkSigner):
+    def __init__(self) -> None:
+        super().__init__("secret", "https://kallelse.example.se")
+        self.signed: list[str] = []
+
+    def token(self, purpose: str, delegate_id: str) -> str:
+        self.signed.append(purpose)
+        return super().token(purpose, delegate_id)
+
+
+def test_a_personal_link_is_signed_only_when_the_template_shows_it(env, event):
+    """A pickup SMS shows no link, so nothing is signed; an invitation signs the RSVP link it shows."""
+    signer = CountingSigner()
+    person = DELEGATES[1]
+    render_sms(env, event, person, "pickup", key="k", links=signer.lazy_links(person.id))
+    assert signer.signed == []
+    mail = render_email(env, event, person, "invitation", key="k", links=signer.lazy_links(person.id))
+    assert "rsvp" in signer.signed
+    assert signer.link("rsvp_url", person.id) in mail.text
+    assert dict(signer.lazy_links(person.id)) == signer.links_for(person.id)
