@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     broker_url: str = ""  # empty: in-process broker; redis://… or amqp://…
     worker_processes: int = 2
     worker_threads: int = 8
+    sms_concurrency: int = 64  # SMS requests in flight per worker process (a provider answers in ~200 ms)
 
     # Email
     email_backend: Literal["outbox", "smtp"] = "outbox"

@@ -52,19 +52,21 @@ class Clock:
 class Pipeline:
     """Runtime, Redis broker, the deliver actor and 4 worker threads, wired as `kallelse worker` does."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], datetime]):
+    def __init__(self, settings: Settings, clock: Callable[[], datetime], threads: int = 4):
         self.broker = make_broker(settings)
         self.broker.flush_all()
         self.rt = Runtime(settings, clock=clock)
         self.deliver = actors.declare(self.rt, self.broker)
         self.broker.emit_after("process_boot")
-        self.worker = dramatiq.Worker(self.broker, queues={actors.QUEUE}, worker_threads=4, worker_timeout=50)
+        self.worker = dramatiq.Worker(
+            self.broker, queues={actors.QUEUE}, worker_threads=threads, worker_timeout=50
+        )
         self.worker.start()
 
     def stop(self) -> None:
         self.worker.stop()
         self.broker.close()
-        self.rt.store.close()
+        self.rt.close()
 
     def rows(self) -> list[LedgerRow]:
         with self.rt.store.session() as session:
@@ -502,3 +504,29 @@ def test_an_email_left_in_sending_by_a_stopped_worker_waits_for_a_person_with_a_
     row = pipeline.row(key)
     assert (row.state, row.retry_at, smtp_server.messages) == ("unknown", None, [])
     assert "mail server" in row.reason and "Retry" in row.reason
+
+
+@pytest.mark.redis
+def test_a_batch_of_sms_waits_on_a_slow_provider_side_by_side_not_one_after_another(
+    settings, twilio_server, redis_url
+):
+    """40 phone-only delegates, a provider answering each request after 300 ms, ONE worker thread: the
+    batch's requests are in flight together (SMS_CONCURRENCY), each row sent once with its own sid."""
+    people = [Delegate(f"p{n}", f"Person {n}", phone=f"+4670174{n:04d}", stop="airport") for n in range(40)]
+    store = open_store(settings.effective_database_url)
+    with store.session() as session:
+        upsert_delegates(session, people, INVITATION_DUE)
+    store.close()
+    twilio_server.latency = 0.3
+    running = Pipeline(settings.model_copy(update={"sms_concurrency": 16}), Clock(INVITATION_DUE), threads=1)
+    try:
+        replan(running.rt, INVITATION_DUE)
+        queued = tick(running.rt, INVITATION_DUE, running.deliver.send).queued
+        assert len(queued) == 40
+        running.wait_until(lambda: all(r.state == "sent" for r in running.rows() if r.id in queued))
+        assert twilio_server.max_in_flight >= 10  # one after another would be 1
+        sids = {r.provider_id for r in running.rows() if r.id in queued}
+        assert sids == {m.sid for m in twilio_server.messages} and len(sids) == 40
+        assert all(r.attempts == 1 for r in running.rows() if r.id in queued)
+    finally:
+        running.stop()

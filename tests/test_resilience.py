@@ -83,10 +83,10 @@ def test_a_broker_outage_is_logged_once_and_its_rows_are_enqueued_when_it_is_bac
 
     down, sent = [True], []
 
-    def enqueue(row_id: int) -> None:
+    def enqueue(ids: list[int]) -> None:  # one broker message per batch of ids
         if down[0]:
             raise redis.exceptions.ConnectionError("Connection refused")
-        sent.append(row_id)
+        sent.extend(ids)
 
     scheduler = Scheduler(rt, enqueue)
     with caplog.at_level(logging.ERROR, logger="pipeline.sending.scheduler"):

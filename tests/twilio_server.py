@@ -17,9 +17,11 @@ Scripting, consumed in order, per number or for any number:
     server.opt_out("+46709999999")                   # 21610 for that number until opt_in()
     server.script(None, [Reply(429, retry_after=3)]) # with a Retry-After header (seconds)
     server.outage([(429, 60.0), (503, 30.0)], retry_after=5)  # every request, by the clock, from now
+    server.latency = 0.2                             # every create answered 200 ms late, like the real one
 Scripted 429s carry code 20429; scripted 503s a non-JSON body (as a load balancer sends); other statuses the
 code given or the status itself. `server.requests` records every POST (accepted or not), `server.messages`
-the accepted ones.
+the accepted ones (each with `at`, when it was accepted); `server.max_in_flight` is the most POSTs it was
+answering at once.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class SentSms:
     form: dict[str, str]
     date_created: datetime
     status: str = "sent"
+    at: float = 0.0  # time.time() when accepted: finer than date_created, for benchmarks
 
 
 @dataclass
@@ -87,6 +90,8 @@ class _State:
     scripts: dict[str | None, deque[Reply]] = field(default_factory=dict)
     opted_out: set[str] = field(default_factory=set)
     outage: list[tuple[float, Reply]] = field(default_factory=list)  # (until, monotonic clock) → reply
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 class FakeTwilio:
@@ -97,6 +102,7 @@ class FakeTwilio:
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.latency = 0.0  # seconds every create waits before its answer
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> FakeTwilio:
@@ -133,6 +139,11 @@ class FakeTwilio:
         """The form of every POST to Messages.json, accepted or not."""
         with self._state.lock:
             return list(self._state.requests)
+
+    @property
+    def max_in_flight(self) -> int:
+        with self._state.lock:
+            return self._state.max_in_flight
 
     # -- what a test scripts ------------------------------------------------------------------------------
     @property
@@ -184,6 +195,11 @@ class FakeTwilio:
             self._state.requests.append(form)
             self._state.request_times.append(time.monotonic())
 
+    def _in_flight(self, change: int) -> None:
+        with self._state.lock:
+            self._state.in_flight += change
+            self._state.max_in_flight = max(self._state.max_in_flight, self._state.in_flight)
+
     def _accept(self, form: dict[str, str]) -> SentSms:
         sms = SentSms(
             sid="SM" + secrets.token_hex(16),
@@ -194,6 +210,7 @@ class FakeTwilio:
             status_callback=form.get("StatusCallback"),
             form=form,
             date_created=datetime.now(UTC).replace(microsecond=0),
+            at=time.time(),
         )
         with self._state.lock:
             self._state.messages.append(sms)
@@ -314,10 +331,16 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised(match["sid"]):
             return self._send_error(401, 20003)
         self.fake._record_request(form)
-        reply = self.fake._next_reply(form.get("To", ""))
-        if reply is not None and not self._play(reply):
-            return None
-        self._create(form)
+        self.fake._in_flight(+1)
+        try:
+            reply = self.fake._next_reply(form.get("To", ""))
+            if reply is not None and not self._play(reply):
+                return None
+            if self.fake.latency and self.fake._stopping.wait(self.fake.latency):
+                return None
+            self._create(form)
+        finally:
+            self.fake._in_flight(-1)
 
     def do_GET(self) -> None:
         split = urlsplit(self.path)

@@ -36,9 +36,7 @@ def enqueue_batch(rt: Runtime, event_id: str, rule: str) -> int:
         ids = ledger.queue_rule(session, event_id, rule, rt.clock())
     broker = make_broker(rt.settings)
     try:
-        deliver = actors.declare(rt, broker)
-        for row_id in ids:
-            deliver.send(row_id)
+        actors.send_ids(actors.declare(rt, broker), ids)
     except Exception as e:
         what = describe(e)
         if what is None or not what.startswith("broker"):
@@ -57,8 +55,7 @@ def send_batch_now(rt: Runtime, event_id: str, rule: str, progress: Progress | N
     with rt.store.session() as session:
         ids = ledger.queue_rule(session, event_id, rule, rt.clock())
     with actors.in_process_workers(rt) as workers:
-        for row_id in ids:
-            workers.actor.send(row_id)
+        actors.send_ids(workers.actor, ids)
         return _wait(rt, event_id, rule, progress)
 
 

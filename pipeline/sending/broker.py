@@ -57,3 +57,21 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
 
 def is_in_process(broker: dramatiq.Broker) -> bool:
     return isinstance(broker, StubBroker)
+
+
+def waiting(broker: dramatiq.Broker, queue: str) -> int | None:
+    """Messages in `queue` not yet done (waiting or being worked on); None when the broker cannot tell."""
+    try:
+        if isinstance(broker, StubBroker):
+            return broker.queues[queue].qsize() if queue in broker.queues else 0
+        from dramatiq.brokers.redis import RedisBroker
+
+        if isinstance(broker, RedisBroker):  # the queue's message hash holds waiting and unacked ones
+            return int(broker.client.hlen(f"{broker.namespace}:{queue}.msgs"))
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        if isinstance(broker, RabbitmqBroker):  # ready messages
+            return int(broker.get_queue_message_counts(queue)[0])
+    except Exception:  # the broker is unreachable: the next pass asks again
+        return None
+    return None

@@ -13,7 +13,7 @@ import dramatiq
 from pipeline.errors import ConfigError
 from pipeline.runtime import Runtime
 from pipeline.sending import actors
-from pipeline.sending.broker import is_in_process, make_broker
+from pipeline.sending.broker import is_in_process, make_broker, waiting
 from pipeline.sending.scheduler import Scheduler
 from pipeline.settings import Settings
 
@@ -32,7 +32,7 @@ def run_scheduler(rt: Runtime) -> None:
     _require_broker(rt.settings, "scheduler")
     broker = make_broker(rt.settings)
     deliver = actors.declare(rt, broker)
-    scheduler = Scheduler(rt, deliver.send)
+    scheduler = Scheduler(rt, deliver.send, backlog=lambda: waiting(broker, actors.QUEUE))
     _stop_on_signals(scheduler.stop)
     scheduler.run()
 
@@ -88,7 +88,7 @@ def run_all(rt: Runtime, beside: Service | None = None) -> None:
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, queues={actors.QUEUE}, worker_threads=rt.settings.worker_threads)
     worker.start()
-    scheduler = Scheduler(rt, deliver.send)
+    scheduler = Scheduler(rt, deliver.send, backlog=lambda: waiting(broker, actors.QUEUE))
     stoppers = [scheduler.stop] + ([beside.stop] if beside else [])
     _stop_on_signals(lambda: [stop() for stop in stoppers])
     if beside:

@@ -2,7 +2,9 @@
 
 One pass (`tick`) expires what can no longer be worth sending, moves due rows to `queued` (a
 compare-and-set, so two schedulers never queue a row twice), hands their ids to the broker after the
-commit, re-enqueues rows the broker lost, and marks rows a crashed worker left in `sending` as `unknown`.
+commit in due order and in batches, and, as housekeeping, re-enqueues rows the broker lost and marks rows
+a crashed worker left in `sending` as `unknown`. The loop coalesces: it passes at most every
+`COALESCE` seconds, so a burst of rows due a few milliseconds apart costs one pass, not one per row.
 Re-planning happens at start, when the event file changes, and for delegates changed since the last pass.
 A changed event file re-plans at once; change notices wait for `kallelse apply` (a warning says how many).
 
@@ -37,8 +39,12 @@ from pipeline.store.people import load_delegates
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[int], object]
+Enqueue = Callable[[list[int]], object]  # one broker message for a batch of ids (the `deliver` actor's send)
+Backlog = Callable[[], int | None]  # messages waiting in the broker, None when it cannot tell
 MAX_SLEEP = 1.0  # seconds: the longest a due message waits for the scheduler to notice it
+COALESCE = 0.2  # seconds: the shortest pause between passes; a due message waits at most this long
+HOUSEKEEPING_EVERY = 5.0  # seconds between looks for lost and stuck rows (they are minutes old by then)
+BATCH = 25  # ids per broker message: one claim and one record statement in the worker
 SENDING_GRACE = timedelta(minutes=10)  # longer than any provider call with its timeout
 REPLAN_CHUNK = 5000  # delegates per re-plan step
 FIRST_BACKOFF, MAX_BACKOFF = 0.5, 5.0  # seconds between passes while something is down
@@ -73,15 +79,16 @@ def replan(rt: Runtime, now: datetime, delegate_ids: Iterable[str] | None = None
         return ledger.sync_plan(session, event.event.id, sends, now, ids)
 
 
-def tick(rt: Runtime, now: datetime, enqueue: Enqueue) -> TickResult:
+def tick(
+    rt: Runtime, now: datetime, enqueue: Enqueue, *, housekeeping: bool = True, backlog: Backlog | None = None
+) -> TickResult:
     result = TickResult()
     with rt.store.session() as session:
         result.expired = ledger.expire_overdue(session, now)
         result.queued = ledger.queue_due(session, now)
-        result.requeued = ledger.stale_queued(
-            session, now, timedelta(seconds=rt.settings.requeue_after_seconds)
-        )
-        result.unknown = ledger.stuck_sending(session, now, SENDING_GRACE)
+        if housekeeping:
+            result.requeued = _lost_rows(rt, session, now, backlog)
+            result.unknown = ledger.stuck_sending(session, now, SENDING_GRACE)
     result.resent = check_unknown(rt, now)  # asks Twilio's list: outside any transaction
     # Enqueue only after the commit: a worker must find the row queued when the message arrives.
     enqueue_all(enqueue, result.queued + result.requeued + result.resent)
@@ -94,20 +101,31 @@ def tick(rt: Runtime, now: datetime, enqueue: Enqueue) -> TickResult:
     return result
 
 
+def _lost_rows(rt: Runtime, session, now: datetime, backlog: Backlog | None) -> list[int]:
+    """Queued rows older than the requeue grace, unless the broker still holds messages: then they are
+    merely waiting in a long queue, and sending their ids again would only lengthen it."""
+    if backlog is not None and (backlog() or 0) > 0:
+        return []
+    return ledger.stale_queued(session, now, timedelta(seconds=rt.settings.requeue_after_seconds))
+
+
 def enqueue_all(enqueue: Enqueue, ids: list[int]) -> None:
-    for done, row_id in enumerate(ids):
+    """Hand `ids` to the broker in batches of BATCH, in the order given."""
+    for start in range(0, len(ids), BATCH):
         try:
-            enqueue(row_id)
+            enqueue(ids[start : start + BATCH])
         except Exception as e:
-            raise EnqueueFailed(ids[done:]) from e
+            raise EnqueueFailed(ids[start:]) from e
 
 
 class Scheduler:
     """The long-running loop behind `kallelse scheduler` and `kallelse run`."""
 
-    def __init__(self, rt: Runtime, enqueue: Enqueue):
+    def __init__(self, rt: Runtime, enqueue: Enqueue, backlog: Backlog | None = None):
         self.rt = rt
         self.enqueue = enqueue
+        self.backlog = backlog
+        self._housekept = -HOUSEKEEPING_EVERY
         self.stopping = threading.Event()
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.active = False
@@ -137,7 +155,7 @@ class Scheduler:
             started, now = time.monotonic(), self.rt.clock()
             self._enqueue_left_over(now)
             self.refresh_plan(now)
-            result = tick(self.rt, now, self.enqueue)
+            result = self.pass_once(now)
             with self.rt.store.session() as session:
                 leases.record_tick(session, self.holder, now, time.monotonic() - started)
         except Exception as e:
@@ -146,6 +164,13 @@ class Scheduler:
         if result.queued:
             log.info("queued %d messages", len(result.queued))
         return self._sleep_for(result.next_due)
+
+    def pass_once(self, now: datetime) -> TickResult:
+        """One tick; housekeeping (lost and stuck rows) only every HOUSEKEEPING_EVERY seconds."""
+        housekeeping = time.monotonic() - self._housekept >= HOUSEKEEPING_EVERY
+        if housekeeping:
+            self._housekept = time.monotonic()
+        return tick(self.rt, now, self.enqueue, housekeeping=housekeeping, backlog=self.backlog)
 
     def _hold_lease(self) -> bool:
         lease = timedelta(seconds=self.rt.settings.scheduler_lease_seconds)
@@ -163,7 +188,7 @@ class Scheduler:
             with self.rt.store.session() as session:
                 self._not_enqueued += ledger.stale_queued(session, now, timedelta(0))
             self._broker_was_down = False
-        ids, self._not_enqueued = sorted(set(self._not_enqueued)), []
+        ids, self._not_enqueued = list(dict.fromkeys(self._not_enqueued)), []  # in the order queued
         enqueue_all(self.enqueue, ids)
 
     def _failed(self, error: Exception) -> float:
@@ -226,7 +251,7 @@ class Scheduler:
             for name in ("added", "moved", "cancelled", "unchanged"):
                 setattr(total, name, getattr(total, name) + getattr(counts, name))
             if start + REPLAN_CHUNK < len(ids) and self._hold_lease():
-                tick(self.rt, self.rt.clock(), self.enqueue)
+                self.pass_once(self.rt.clock())
         log.info("planned %d delegates: %s", len(ids), total)
 
     def _check_applied(self, event, now: datetime, mtime: float) -> None:
@@ -241,4 +266,4 @@ class Scheduler:
         if next_due is None:
             return MAX_SLEEP
         seconds = (next_due - self.rt.clock()).total_seconds()
-        return min(MAX_SLEEP, max(0.01, seconds))
+        return min(MAX_SLEEP, max(COALESCE, seconds))

@@ -1,5 +1,5 @@
-"""What a worker does with one ledger row (`send_row`): claim it, render, hand it to its channel, record
-the outcome.
+"""What a worker does with the rows of one broker message (`send_rows`): claim them, render, hand them
+to their channel, record the outcomes.
 
 Plain functions of a `Runtime`; the dramatiq actor in `sending.actors` is a thin wrapper. The order is what
 makes a message go out at most once: the claim (queued → sending, compare-and-set) commits before the
@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.channels.base import EmailMessage, FindsSent, SmsMessage
+from pipeline.delegates import Delegate
 from pipeline.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from pipeline.runtime import Runtime
 from pipeline.sending.reconcile import first_check_at
@@ -45,7 +48,9 @@ NOT_CLAIMED = "not-claimed"  # another worker has the row, or it is done: nothin
 @dataclass(frozen=True)
 class Outcome:
     state: str  # the LedgerState the row ended in, or NOT_CLAIMED
-    detail: str = ""
+    detail: str = ""  # the provider's id when sent, else why
+    row_id: int = 0
+    retry_ms: int | None = None  # back in `queued`: try again after this long
 
 
 def backoff_ms(attempt: int, minimum: int, maximum: int, rng: random.Random | None = None) -> int:
@@ -55,18 +60,78 @@ def backoff_ms(attempt: int, minimum: int, maximum: int, rng: random.Random | No
 
 
 def send_row(rt: Runtime, row_id: int) -> Outcome:
-    """Send ledger row `row_id` once, if this worker wins the claim; record how it ended."""
-    now = rt.clock()
+    """Send ledger row `row_id` once, if this worker wins the claim; record how it ended. Raises
+    RetryLater when the row went back to `queued` for another attempt."""
+    outcomes = send_rows(rt, [row_id])
+    if not outcomes:
+        return Outcome(NOT_CLAIMED, row_id=row_id)
+    if outcomes[0].retry_ms is not None:
+        raise RetryLater(outcomes[0].retry_ms, outcomes[0].detail)
+    return outcomes[0]
+
+
+def send_rows(rt: Runtime, ids: Sequence[int]) -> list[Outcome]:
+    """Send the rows of one broker message, each at most once (see `_send_batch`)."""
+    return _send_batch(rt, ids)
+
+
+def _send_batch(rt: Runtime, ids: Sequence[int]) -> list[Outcome]:
+    """Claimed in one statement with their delegates, the SMS sent side by side (`rt.send_pool`, so
+    provider latency is not paid one by one), emails one after another (they cost CPU, not waiting), the
+    sent ones recorded in one statement.
+
+    Only claimed rows get an outcome. A row is recorded `sent` after the whole batch's calls: a worker
+    that dies in between leaves its rows in `sending`, which become `unknown`, never resent blindly."""
+    if not ids:
+        return []
     with rt.store.session() as session:
-        row = ledger.claim(session, row_id, now)
-        if row is None:
-            return Outcome(NOT_CLAIMED)
-        delegates = load_delegates(session, [row.delegate_id])
+        rows = ledger.claim_many(session, ids, rt.clock())
+        delegates = {d.id: d for d in load_delegates(session, {row.delegate_id for row in rows})}
+    sms = [row for row in rows if row.channel == "sms"]
+    pool = rt.send_pool if len(sms) > 1 else None
+    futures = [_submit(pool, rt, row, delegates.get(row.delegate_id)) for row in sms]
+    results = [_attempt(rt, row, delegates.get(row.delegate_id)) for row in rows if row.channel != "sms"]
+    error: BaseException | None = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except Exception as e:  # record what did go out before the message fails as a whole
+            error = error or e
+    sent = {o.row_id: o.detail for o in results if o.state == S.SENT}
+    if sent:
+        with rt.store.session() as session:
+            ledger.mark_sent_many(session, sent, rt.clock())
+    if error is not None:
+        raise error
+    return results
+
+
+def _submit(pool: Executor | None, rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Future:
+    if pool is not None:
+        return pool.submit(_attempt, rt, row, delegate)
+    future: Future = Future()
+    try:
+        future.set_result(_attempt(rt, row, delegate))
+    except Exception as e:
+        future.set_exception(e)
+    return future
+
+
+def _attempt(rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Outcome:
+    try:
+        return _send_claimed(rt, row, delegate)
+    except RetryLater as e:
+        return Outcome(S.QUEUED, str(e), row.id, retry_ms=e.delay_ms)
+
+
+def _send_claimed(rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Outcome:
+    """One claimed row: check it is still worth sending, render, call the channel. A `sent` outcome is
+    recorded by the caller (with the rest of the batch); every other ending is recorded here."""
+    now = rt.clock()
     if row.expires_at is not None and now >= row.expires_at:
         return _finish(rt, row, S.EXPIRED, "its validity ended before a worker reached it")
-    if not delegates:
+    if delegate is None:
         return _finish(rt, row, S.SKIPPED, "the delegate was removed")
-    delegate = delegates[0]
     if row.channel == "sms" and delegate.sms_opt_out:
         return _finish(rt, row, S.SKIPPED, "opted out of SMS")
     if row.channel == "email" and delegate.email_opt_out:
@@ -91,10 +156,8 @@ def send_row(rt: Runtime, row_id: int) -> Outcome:
         if e.maybe_sent:
             return _reconcile(rt, row, message, e)
         return _retry_or_fail(rt, row, e)
-    with rt.store.session() as session:
-        ledger.mark_sent(session, row.id, receipt.provider_id, rt.clock())
     log.info("sent %s %s (%s)", row.channel, row.key, receipt.provider_id)
-    return Outcome(S.SENT, receipt.provider_id)
+    return Outcome(S.SENT, receipt.provider_id, row.id)
 
 
 def _reconcile(rt: Runtime, row: LedgerRow, message, error: TransientDeliveryError) -> Outcome:
@@ -119,7 +182,7 @@ def _reconcile(rt: Runtime, row: LedgerRow, message, error: TransientDeliveryErr
     with rt.store.session() as session:
         ledger.mark_sent(session, row.id, provider_id, rt.clock())
     log.info("reconciled %s: the provider had it as %s", row.key, provider_id)
-    return Outcome(S.SENT, provider_id)
+    return Outcome(S.SENT, provider_id, row.id)
 
 
 NO_LIST = (
@@ -168,18 +231,23 @@ def _finish(
         else:
             ledger.mark_skipped(session, row.id, reason, now)
     log.info("%s %s: %s", state, row.key, reason)
-    return Outcome(state, reason)
+    return Outcome(state, reason, row.id)
 
 
 def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMessage:
     from pipeline.ics import delegate_ics
-    from pipeline.render import render_email, render_sms
+    from pipeline.render import event_context, language_code, render_email, render_sms
 
     event = rt.event
     template, extra = _template_of(row, event)
-    links = rt.signer.links_for(delegate.id)
+    links = rt.signer.lazy_links(delegate.id)
+    lang = language_code(delegate.language)
+    # Keyed by the event object too: a reload between reading `event` and here must not mix versions.
+    shared = rt.cached(("context", lang, id(event)), lambda: event_context(event, lang))
     if row.channel == "sms":
-        message = render_sms(rt.templates, event, delegate, template, key=row.key, links=links, extra=extra)
+        message = render_sms(
+            rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, shared=shared
+        )
         callback = rt.status_callback_url()
         if callback:
             message = SmsMessage(message.key, message.to, message.body, callback)
@@ -189,7 +257,7 @@ def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMe
         sequence = int(extra["sequence"]) if "sequence" in extra else _applied_sequence(rt, event.event.id)
         ics = delegate_ics(event, delegate, stamp=rt.clock(), sequence=sequence, rsvp_url=links["rsvp_url"])
     return render_email(
-        rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics
+        rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics, shared=shared
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Result, and_, func, or_, select, update
+from sqlalchemy import Result, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -202,7 +202,8 @@ def expire_overdue(session: Session, now: datetime) -> int:
 
 
 def queue_due(session: Session, now: datetime, limit: int = 5000) -> list[int]:
-    """Move due rows planned → queued and return their ids. Safe with several schedulers at once."""
+    """Move due rows planned → queued and return their ids, earliest due first. Safe with several
+    schedulers at once (on PostgreSQL, rows another scheduler is queueing are skipped, not waited for)."""
     candidates = (
         select(LedgerRow.id)
         .where(
@@ -219,9 +220,9 @@ def queue_due(session: Session, now: datetime, limit: int = 5000) -> list[int]:
         update(LedgerRow)
         .where(LedgerRow.id.in_(candidates.scalar_subquery()), LedgerRow.state == S.PLANNED)
         .values(state=S.QUEUED, queued_at=now, retry_at=None, updated_at=now)
-        .returning(LedgerRow.id)
+        .returning(LedgerRow.id, LedgerRow.due_at)
     )
-    return sorted(result.scalars())
+    return [row_id for row_id, _ in sorted(result, key=lambda r: (r[1], r[0]))]
 
 
 def next_due(session: Session) -> datetime | None:
@@ -231,12 +232,16 @@ def next_due(session: Session) -> datetime | None:
 def stale_queued(session: Session, now: datetime, grace: timedelta, limit: int = 5000) -> list[int]:
     """Queued rows the broker should have delivered by now (it lost them): stamp and return for re-enqueue.
 
-    A row waiting for a retry counts from its retry time, so a backoff is not mistaken for a loss."""
+    A row waiting for a retry counts from its retry time, so a backoff is not mistaken for a loss. Two
+    range scans (indexes on state + queued_at and state + retry_at), so a long queue is not read whole."""
     cutoff = now - grace
-    overdue = or_(
-        and_(LedgerRow.retry_at.is_(None), LedgerRow.queued_at < cutoff), LedgerRow.retry_at < cutoff
+    queued = LedgerRow.state == S.QUEUED
+    never_retried = select(LedgerRow.id).where(
+        queued, LedgerRow.queued_at < cutoff, LedgerRow.retry_at.is_(None)
     )
-    ids = list(session.scalars(select(LedgerRow.id).where(LedgerRow.state == S.QUEUED, overdue).limit(limit)))
+    retried = select(LedgerRow.id).where(queued, LedgerRow.retry_at < cutoff)
+    ids = list(session.scalars(never_retried.limit(limit)))
+    ids += session.scalars(retried.limit(max(0, limit - len(ids))))
     for chunk in _chunks(ids):
         session.execute(
             update(LedgerRow)
@@ -333,14 +338,49 @@ def queue_rule(session: Session, event_id: str, rule: str, now: datetime) -> lis
 
 def claim(session: Session, row_id: int, now: datetime) -> LedgerRow | None:
     """queued → sending, for exactly one worker. None when someone else has it or it is done."""
+    rows = claim_many(session, [row_id], now)
+    return rows[0] if rows else None
+
+
+def claim_many(session: Session, ids: Sequence[int], now: datetime) -> list[LedgerRow]:
+    """queued → sending for every row of `ids` this worker wins, in one statement (the rows as they are
+    now come back with it: no second read). Rows someone else has, or that are done, are left out; the
+    others keep the order of `ids`."""
+    if not ids:
+        return []
+    result = session.scalars(
+        update(LedgerRow)
+        .where(LedgerRow.id.in_(list(ids)), LedgerRow.state.in_(allowed_sources([S.QUEUED], S.SENDING)))
+        .values(state=S.SENDING, sending_at=now, attempts=LedgerRow.attempts + 1, updated_at=now)
+        .returning(LedgerRow),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    )
+    by_id = {row.id: row for row in result}
+    return [by_id[row_id] for row_id in ids if row_id in by_id]
+
+
+def mark_sent_many(session: Session, provider_ids: dict[int, str], now: datetime) -> int:
+    """sending → sent for many rows in one statement, each with its provider id; returns how many moved.
+    A row no longer in `sending` (already recorded) is left as it is."""
+    if not provider_ids:
+        return 0
     result = session.execute(
         update(LedgerRow)
-        .where(LedgerRow.id == row_id, LedgerRow.state == S.QUEUED)
-        .values(state=S.SENDING, sending_at=now, attempts=LedgerRow.attempts + 1, updated_at=now)
+        .where(
+            LedgerRow.id.in_(list(provider_ids)),
+            LedgerRow.state.in_(allowed_sources([S.SENDING], S.SENT)),
+        )
+        .values(
+            state=S.SENT,
+            provider_id=case(provider_ids, value=LedgerRow.id),
+            sent_at=now,
+            reason="",
+            error_code=None,
+            updated_at=now,
+        ),
+        execution_options={"synchronize_session": False},
     )
-    if not rowcount(result):
-        return None
-    return session.get(LedgerRow, row_id, populate_existing=True)
+    return rowcount(result)
 
 
 def _move(session: Session, row_id: int, sources: Iterable[LedgerState], to: LedgerState, **values) -> bool:

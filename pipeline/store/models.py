@@ -106,6 +106,9 @@ class LedgerRow(Base):
         # expire_overdue runs every tick: without this it would scan every planned row of a national event.
         Index("ix_ledger_state_expires", "state", "expires_at"),
         Index("ix_ledger_provider_id", "provider_id"),
+        # stale_queued looks for queued rows older than the requeue grace, in two range scans.
+        Index("ix_ledger_state_queued", "state", "queued_at"),
+        Index("ix_ledger_state_retry", "state", "retry_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
