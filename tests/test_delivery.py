@@ -530,3 +530,40 @@ def test_a_batch_of_sms_waits_on_a_slow_provider_side_by_side_not_one_after_anot
         assert all(r.attempts == 1 for r in running.rows() if r.id in queued)
     finally:
         running.stop()
+
+
+@pytest.mark.redis
+def test_sms_rate_per_second_holds_every_worker_to_the_rate_at_the_provider(settings, twilio_server):
+    """SMS_RATE_PER_SECOND=20, 40 texts due at once, four worker threads: the provider sees them over two
+    seconds, never more than 20 (and one bucket) in any second, each once and earliest due first."""
+    people = [Delegate(f"r{n}", f"Person {n}", phone=f"+4670175{n:04d}", stop="airport") for n in range(40)]
+    store = open_store(settings.effective_database_url)
+    with store.session() as session:
+        upsert_delegates(session, people, INVITATION_DUE)
+    store.close()
+    limited = settings.model_copy(update={"sms_rate_per_second": 20.0})
+    limited.model_fields_set.add("sms_rate_per_second")
+    running = Pipeline(limited, Clock(INVITATION_DUE))
+    try:
+        replan(running.rt, INVITATION_DUE)
+        queued = tick(running.rt, INVITATION_DUE, running.deliver.send).queued
+        assert len(queued) == 40
+        running.wait_until(lambda: all(r.state == "sent" for r in running.rows() if r.id in queued))
+        times = sorted(m.at for m in twilio_server.messages)
+        assert len(times) == 40 == len({m.to for m in twilio_server.messages})
+        assert times[-1] - times[0] >= 1.4, times  # 40 at 20/s: two seconds, less one bucket at once
+        busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+        assert busiest <= 22
+    finally:
+        running.stop()
+
+
+def test_sms_rate_per_second_left_at_its_default_is_only_an_estimate(settings):
+    """Unset, the 10/s is what previews assume; nothing is held back."""
+    from dramatiq.brokers.stub import StubBroker
+
+    from pipeline.sending.rate import sms_rate
+
+    broker = StubBroker()
+    assert sms_rate(Settings(_env_file=None), broker) is None
+    assert sms_rate(Settings(_env_file=None, sms_rate_per_second=5), broker) is not None

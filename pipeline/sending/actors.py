@@ -16,6 +16,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from pipeline.runtime import Runtime
 from pipeline.sending.broker import middleware
+from pipeline.sending.rate import sms_rate
 from pipeline.sending.scheduler import BATCH
 from pipeline.sending.worker import send_rows
 
@@ -30,8 +31,10 @@ def declare(runtime: Runtime, broker: dramatiq.Broker) -> dramatiq.Actor:
     only bounds the retries of a message that failed as a whole (the database unreachable), far above it
     (a row it drops stays `queued` and the scheduler enqueues it again)."""
 
+    rate = sms_rate(runtime.settings, broker)
+
     def deliver(ids: int | list[int]) -> None:
-        for outcome in send_rows(runtime, [ids] if isinstance(ids, int) else ids):
+        for outcome in send_rows(runtime, [ids] if isinstance(ids, int) else ids, rate):
             if outcome.retry_ms is not None:
                 # The row is back in `queued` with its retry time: a message of its own, delayed.
                 bound.send_with_options(args=([outcome.row_id],), delay=outcome.retry_ms)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pipeline.channels.base import EmailMessage, FindsSent, SmsMessage
 from pipeline.delegates import Delegate
@@ -26,6 +27,9 @@ from pipeline.states import LedgerState
 from pipeline.store import leases, ledger
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import load_delegates
+
+if TYPE_CHECKING:
+    from pipeline.sending.rate import SmsRate  # imports dramatiq, which the web app never loads
 
 log = logging.getLogger(__name__)
 S = LedgerState
@@ -70,9 +74,23 @@ def send_row(rt: Runtime, row_id: int) -> Outcome:
     return outcomes[0]
 
 
-def send_rows(rt: Runtime, ids: Sequence[int]) -> list[Outcome]:
-    """Send the rows of one broker message, each at most once (see `_send_batch`)."""
-    return _send_batch(rt, ids)
+def send_rows(rt: Runtime, ids: Sequence[int], rate: SmsRate | None = None) -> list[Outcome]:
+    """Send the rows of one broker message, each at most once (see `_send_batch`).
+
+    With `rate` (SMS_RATE_PER_SECOND set) the SMS go a bucket's worth at a time: each few are claimed
+    only once their tokens are taken, so they wait `queued`, not `sending`, and reach the provider
+    spread over the second rather than in one burst per batch."""
+    if rate is None:
+        return _send_batch(rt, ids)
+    with rt.store.session() as session:
+        sms = ledger.queued_of_channel(session, ids, "sms")
+    outcomes = _send_batch(rt, [i for i in ids if i not in sms])
+    waiting = [i for i in ids if i in sms]
+    for start in range(0, len(waiting), rate.per_bucket):
+        chunk = waiting[start : start + rate.per_bucket]
+        rate.take(len(chunk))
+        outcomes += _send_batch(rt, chunk)
+    return outcomes
 
 
 def _send_batch(rt: Runtime, ids: Sequence[int]) -> list[Outcome]:

@@ -359,6 +359,14 @@ def claim_many(session: Session, ids: Sequence[int], now: datetime) -> list[Ledg
     return [by_id[row_id] for row_id in ids if row_id in by_id]
 
 
+def queued_of_channel(session: Session, ids: Sequence[int], channel: str) -> set[int]:
+    """Those of `ids` that are rows of `channel` still queued (what a rate-limited batch will send)."""
+    query = select(LedgerRow.id).where(
+        LedgerRow.id.in_(list(ids)), LedgerRow.channel == channel, LedgerRow.state == S.QUEUED
+    )
+    return set(session.scalars(query))
+
+
 def mark_sent_many(session: Session, provider_ids: dict[int, str], now: datetime) -> int:
     """sending → sent for many rows in one statement, each with its provider id; returns how many moved.
     A row no longer in `sending` (already recorded) is left as it is."""
