@@ -18,6 +18,8 @@ from pipeline.sending.scheduler import Scheduler
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+# A worker asks for the event once per message; looking at the file's mtime once a second is enough.
+EVENT_FILE_CHECK_SECONDS = 1.0
 
 
 def _require_broker(settings: Settings, what: str) -> None:
@@ -41,6 +43,7 @@ def run_worker_process(settings: Settings, threads: int) -> None:
     """One worker process; under `run_workers` a spawned child, so it builds its own Runtime."""
     broker = make_broker(settings)
     rt = Runtime(settings)
+    rt.event_file.check_every = EVENT_FILE_CHECK_SECONDS
     actors.declare(rt, broker)
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, queues={actors.QUEUE}, worker_threads=threads)
