@@ -288,12 +288,16 @@ def server_capacity(provider: Provider, threads: int, requests: int) -> float:
     url, sid, token = provider.fields
     per = requests // threads
     barrier = threading.Barrier(threads + 1)
+    failed = []
 
     def client(n: int) -> None:
         sms = TwilioSms(sid, token, from_number="+46700000000", api_url=url, timeout=30)
         barrier.wait()
         for i in range(per):
-            sms.send(SmsMessage(f"cap:{n}:{i}", f"+4671{n:03d}{i:05d}", "Kapacitetsmätning"))
+            try:
+                sms.send(SmsMessage(f"cap:{n}:{i}", f"+4671{n:03d}{i:05d}", "Kapacitetsmätning"))
+            except Exception:  # counted out of the figure, not fatal
+                failed.append(1)
 
     workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
     for w in workers:
@@ -302,7 +306,7 @@ def server_capacity(provider: Provider, threads: int, requests: int) -> float:
     started = time.perf_counter()
     for w in workers:
         w.join()
-    return per * threads / (time.perf_counter() - started)
+    return (per * threads - len(failed)) / (time.perf_counter() - started)
 
 
 def ceiling(count: int, processes: int, threads: int, tmp: Path) -> float:

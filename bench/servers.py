@@ -21,8 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def serve_twilio(latency: float) -> None:
+    from http.server import ThreadingHTTPServer
+
     from tests import twilio_server
 
+    # socketserver's listen backlog is 5: 128 clients connecting at once would be reset, not served.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = twilio_server.FakeTwilio()
     original = twilio_server._Handler.do_GET
 
