@@ -162,18 +162,14 @@ def add_delegates(store: Store, count: int, email: bool = False) -> list[str]:
     return [p.id for p in people]
 
 
-def wait_planned(store: Store, quiet: float = 3.0, limit: float = 600.0) -> int:
-    """Until the scheduler's start-up planning has written the ledger (its size stops changing)."""
-    last, since, deadline = -1, time.monotonic(), time.monotonic() + limit
-    while time.monotonic() < deadline:
-        with store.session() as session:
-            n = session.scalar(select(func.count()).select_from(LedgerRow)) or 0
-        if n != last:
-            last, since = n, time.monotonic()
-        elif n and time.monotonic() - since > quiet:
-            return n
+def wait_planned(store: Store, log: Path, limit: float = 900.0) -> int:
+    """Until the scheduler's start-up planning is done (its log says "planned N delegates")."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and "planned " not in log.read_text(errors="replace"):
         time.sleep(0.5)
-    return last
+    time.sleep(2)
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(LedgerRow)) or 0
 
 
 def insert_due(store: Store, ids: list[str], channel: str, template: str, dues: list[datetime]) -> None:
@@ -363,7 +359,7 @@ def run_sms(args, spread: float) -> dict:
         "load_before": load_avg(),
     }
     try:
-        result["ledger_rows_before"] = wait_planned(store)
+        result["ledger_rows_before"] = wait_planned(store, tmp / "scheduler.log")
         time.sleep(3)
         start = time.time() + 5
         dues = [datetime.fromtimestamp(start + spread * i / args.count, UTC) for i in range(args.count)]
@@ -404,11 +400,11 @@ def email(args) -> dict:
     sink = Provider("smtp")
     env = environment(tmp, smtp=sink, worker_processes=args.processes, worker_threads=args.threads)
     ids = add_delegates(store, args.count, email=True)
-    scheduler = kallelse(["scheduler"], env, tmp / "scheduler.log")
+    scheduler = kallelse(["-v", "scheduler"], env, tmp / "scheduler.log")
     workers = kallelse(["worker"], env, tmp / "workers.log")
     result: dict = {"count": args.count, "load_before": load_avg()}
     try:
-        wait_planned(store)
+        wait_planned(store, tmp / "scheduler.log")
         start = time.time() + 5
         insert_due(store, ids, "email", "invitation", [datetime.fromtimestamp(start, UTC)] * args.count)
         wait_sent(store, start + NEVER + 600)
@@ -437,11 +433,11 @@ def memory(args) -> dict:
     provider = Provider("twilio", 0.0)
     env = environment(tmp, twilio=provider, worker_processes=1, worker_threads=args.threads)
     ids = add_delegates(store, args.count)
-    scheduler = kallelse(["scheduler"], env, tmp / "scheduler.log")
+    scheduler = kallelse(["-v", "scheduler"], env, tmp / "scheduler.log")
     workers = kallelse(["worker"], env, tmp / "workers.log")
     result: dict = {"count": args.count, "load_before": load_avg()}
     try:
-        wait_planned(store)
+        wait_planned(store, tmp / "scheduler.log")
         time.sleep(5)
         result["rss_idle_mb"] = round(rss_mb(workers.pid), 1)
         start = time.time() + 5
@@ -481,10 +477,10 @@ def idle(args) -> dict:
     flush_redis(BROKER_URL)
     env = environment(tmp)
     add_delegates(store, args.delegates)
-    scheduler = kallelse(["scheduler"], env, tmp / "scheduler.log")
+    scheduler = kallelse(["-v", "scheduler"], env, tmp / "scheduler.log")
     result: dict = {"delegates": args.delegates, "load_before": load_avg()}
     try:
-        result["ledger_rows"] = wait_planned(store)
+        result["ledger_rows"] = wait_planned(store, tmp / "scheduler.log")
         time.sleep(5)
         before, started = cpu_seconds(scheduler.pid), time.monotonic()
         time.sleep(args.seconds)
