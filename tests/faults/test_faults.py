@@ -180,6 +180,11 @@ def test_redis_killed_and_restarted_empty_keeps_every_process_up(kallelse, redis
     result.assert_clean()
     assert _each_text_once_per_number(twilio_server)
     assert result.sent == 600
+    metrics = httpx.get(f"{k.web_url}/metrics", timeout=10).text
+    assert 'kallelse_messages{channel="sms",state="sent"} 600.0' in metrics
+    assert "kallelse_lateness_seconds_count 600.0" in metrics
+    for name in ("kallelse_provider_errors", "kallelse_scheduler_tick_seconds"):
+        assert f"# TYPE {name}" in metrics
     assert all(k.running(name) for name in ("scheduler", "worker0", "web"))
     assert k.log("scheduler").count("Redis unreachable") <= 2  # once per outage (+1 if it changed words)
     report(
