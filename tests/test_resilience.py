@@ -342,3 +342,23 @@ def test_a_file_with_a_nul_byte_and_an_overlong_cell_stores_its_good_rows_on_eit
 
         assert len(load_delegates(session)) == 10
     store.close()
+
+
+def test_the_dashboard_says_the_event_file_does_not_load_and_keeps_working(tmp_path) -> None:
+    from tests.fixtures.dashboard import make_settings as dashboard_settings
+    from tests.fixtures.dashboard import seed
+    from tests.test_admin import login
+
+    event_file = tmp_path / "event.toml"
+    shutil.copy(ROOT / "config" / "event.toml", event_file)
+    store = open_store(f"sqlite:///{tmp_path / 'kallelse.sqlite3'}")
+    seed(store)
+    rt = Runtime(dashboard_settings(tmp_path, event_file=event_file), store=store)
+    with TestClient(create_app(rt)) as client:
+        assert login(client).status_code == 303
+        assert "Eventfilen går inte att läsa" not in client.get("/admin").text
+        event_file.write_text("[event\n", encoding="utf-8")
+        page = client.get("/admin")
+    assert page.status_code == 200
+    assert "Eventfilen går inte att läsa" in page.text and "event.toml" in page.text
+    store.close()
