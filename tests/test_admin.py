@@ -351,7 +351,7 @@ def test_a_delegates_page_shows_their_messages_answers_replies_and_survey(admin)
     assert "En vecka före: praktisk information" in messages and "planerad" in messages
     assert "ja importerat" in cells(page, "rsvps")
     assert "Kan jag ta med &lt;b&gt;min hund&lt;/b&gt;?" in page and UNREAD_REPLY not in page
-    assert "overall 5" in cells(page, "survey")
+    assert "Vad tyckte du om mötet som helhet? (1–5) 5" in cells(page, "survey")
 
 
 def test_a_failed_delegates_page_shows_the_reason(admin) -> None:

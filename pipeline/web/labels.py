@@ -92,4 +92,7 @@ def words(event: Event) -> dict[str, Any]:
         "dinner_words": DINNER,
         "rule_label": lambda rule: rule_label(event, rule),
         "stop_name": lambda stop: stop_name(event, stop),
+        "question_text": lambda question: next(
+            (q.text("sv") for q in event.survey if q.id == question), question
+        ),
     }
