@@ -98,11 +98,12 @@ def day_span(start: date, end: date, lang: str = "sv") -> str:
     return f"{start.day} {months[start.month - 1]} – {end.day} {months[end.month - 1]} {end.year}"
 
 
-def short_when(at: datetime, lang: str = "sv") -> str:
-    """ "tors 25 nov kl. 09.00" / "Thu 25 Nov 09:00": a time on a dashboard line or a list."""
+def short_when(at: datetime, lang: str = "sv", *, year: bool = False) -> str:
+    """ "tors 25 nov kl. 09.00" / "Thu 25 Nov 09:00": a time on a dashboard line or a list; with the
+    year ("tors 1 jan 1970 kl. 01.00") for a time outside the event's year."""
     code = language_code(lang)
     weekday = _SHORT_DAYS[code][at.weekday()]
-    month = _MONTHS[code][at.month - 1][:3]
+    month = _MONTHS[code][at.month - 1][:3] + (f" {at.year}" if year else "")
     if code == "en":
         return f"{weekday} {at.day} {month} {clock(at, lang)}"
     return f"{weekday} {at.day} {month} kl. {clock(at, lang)}"

@@ -24,6 +24,7 @@ from pipeline.render import (
     make_env,
     render_email,
     render_sms,
+    short_when,
 )
 from pipeline.sms import Segments, sms_segments
 from pipeline.timetable import Event, load_event
@@ -528,3 +529,18 @@ def test_a_personal_link_is_signed_only_when_the_template_shows_it(env, event):
     token = re.search(r"https://kallelse\.example\.se/r/(\S+)", mail.text)[1]
     assert signer.read(token, "rsvp", max_age=60) == person.id
     assert dict(signer.lazy_links(person.id)) == signer.links_for(person.id)
+
+
+@pytest.mark.parametrize(
+    ("at", "lang", "year", "expected"),
+    [
+        (datetime(2021, 11, 25, 9, 0), "sv", False, "tors 25 nov kl. 09.00"),
+        (datetime(2021, 11, 26, 15, 5), "sv", False, "fre 26 nov kl. 15.05"),
+        (datetime(2021, 10, 4, 9, 0), "sv", False, "mån 4 okt kl. 09.00"),
+        (datetime(2021, 11, 25, 9, 0), "en", False, "Thu 25 Nov 09:00"),
+        (datetime(1970, 1, 1, 1, 0), "sv", True, "tors 1 jan 1970 kl. 01.00"),
+    ],
+)
+def test_a_dashboard_time_reads_as_people_write_it(at, lang, year, expected) -> None:
+    """Weekday, day, month and "kl." in Swedish; the year only when it is not the event's."""
+    assert short_when(at, lang, year=year) == expected

@@ -765,7 +765,10 @@ def _render(request: Request, name: str, session: AdminSession, **context: Any) 
     event = _event(request)
 
     def local(at: datetime | None) -> str:
-        return short_when(at.astimezone(event.tz)) if at else ""
+        if at is None:
+            return ""
+        at = at.astimezone(event.tz)
+        return short_when(at, year=at.year != event.event.start.year)
 
     return templates.get_template(name).render(
         lang="sv",
