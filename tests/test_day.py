@@ -174,9 +174,14 @@ def test_answering_a_reply_by_sms_sends_one_text_to_that_delegate(client, mornin
     response = post(client, f"/admin/replies/{reply_id}/answer", text="Bussen väntar på flyget.")
     assert response.status_code == 303
     rule = "broadcast:" + response.headers["location"].split("/")[-1].split("?")[0]
-    with store.session() as session:
-        rows = session.scalars(select(LedgerRow).where(LedgerRow.rule == rule)).all()
-    assert [(r.delegate_id, r.channel) for r in rows] == [("d02", "sms")]
+    deadline = time.monotonic() + 20  # delivered in the background by the web process itself
+    while time.monotonic() < deadline:
+        with store.session() as session:
+            rows = session.scalars(select(LedgerRow).where(LedgerRow.rule == rule)).all()
+        if [r.state for r in rows] == ["sent"]:
+            break
+        time.sleep(0.05)
+    assert [(r.delegate_id, r.channel, r.state) for r in rows] == [("d02", "sms", "sent")]
     assert waiting(client) == 0
 
 
