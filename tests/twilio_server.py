@@ -94,6 +94,13 @@ class _State:
     max_in_flight: int = 0
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a worker with 64 SMS in flight (SMS_CONCURRENCY) would see
+    # connections reset ("twilio hung up"), which is not what Twilio does.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class FakeTwilio:
     def __init__(self, account_sid: str | None = None, auth_token: str | None = None):
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
@@ -106,7 +113,7 @@ class FakeTwilio:
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> FakeTwilio:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self  # type: ignore[attr-defined]  # the handler finds its server's state here
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), name="fake-twilio", daemon=True

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from pipeline.links import LinkSigner
+from pipeline.sending.scheduler import BATCH
 from tests.faults.conftest import SECRET, Kallelse, delegates_csv, report, wait_for
 from tests.twilio_server import Reply
 
@@ -116,7 +117,10 @@ def test_a_worker_killed_mid_broadcast_of_2000_loses_and_duplicates_nothing(
     recovery = time.monotonic() - killed
     result = sms_tally(k, twilio_server)
     result.assert_clean()
-    assert result.in_doubt <= 8  # at most the killed worker's threads had a row claimed
+    # At most the killed worker's claimed batches (8 threads × BATCH ids) are left in doubt: `sending`,
+    # settled later from Twilio's list (sent with their sid, or sent if Twilio never got them). A row can
+    # also be `unknown` when the Twilio-like server, loaded, hung up on a request: the same settling.
+    assert result.in_doubt <= 8 * BATCH
     assert result.sent + result.in_doubt == 2000
     assert k.running("worker1") and k.running("scheduler")
     report(
