@@ -38,6 +38,7 @@ class Delegate:
     survey_answered: bool = False
     dietary: str = ""  # from the RSVP page
     comment: str = ""
+    phone_bad: bool = False  # Twilio said the number cannot get SMS; messages go by email where allowed
 
     @property
     def first_name(self) -> str:

@@ -126,6 +126,12 @@ def decide(
     """(status, when to send, reason) for one message not yet sent."""
     if channel == "sms" and delegate.sms_opt_out:
         return LedgerState.SKIPPED, due, "opted out of SMS"
+    if channel == "sms" and delegate.phone_bad:
+        return (
+            LedgerState.SKIPPED,
+            due,
+            "the phone number cannot get SMS (Twilio said invalid or not a mobile)",
+        )
     if channel == "email" and delegate.email_opt_out:
         return LedgerState.SKIPPED, due, "opted out of email"
     quiet = channel == "sms" and rule.quiet_hours
@@ -188,7 +194,7 @@ def _opted_out(delegate: Delegate, channel: str) -> bool:
 
 
 def _can_receive(delegate: Delegate, channel: str) -> bool:
-    return bool(delegate.email) if channel == "email" else bool(delegate.phone)
+    return bool(delegate.email) if channel == "email" else bool(delegate.phone) and not delegate.phone_bad
 
 
 def _utc(at: datetime) -> datetime:

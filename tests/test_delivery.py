@@ -6,6 +6,7 @@ answers like Twilio's Messages API. The ledger is SQLite in the test's folder.
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -568,3 +569,65 @@ def test_sms_rate_per_second_left_at_its_default_is_only_an_estimate(settings):
     broker = StubBroker()
     assert sms_rate(Settings(_env_file=None), broker) is None
     assert sms_rate(Settings(_env_file=None, sms_rate_per_second=5), broker) is not None
+
+
+# -- a number that cannot get SMS (issue 9, 9) -------------------------------------------------------
+
+
+def dashboard_failures(pipeline: Pipeline) -> str:
+    """The dashboard's failures page (Fel) over the pipeline's own database, as an organiser sees it."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from pipeline.web.app import create_app
+    from tests.test_admin import login
+
+    settings = pipeline.rt.settings.model_copy(
+        update={"admin_password": SecretStr("hemligt-lösen"), "secret_key": SecretStr("k" * 40)}
+    )
+    with TestClient(create_app(Runtime(settings, store=pipeline.rt.store))) as client:
+        assert login(client, password="hemligt-lösen").status_code == 303
+        return html.unescape(client.get("/admin/failures").text)
+
+
+# The day-before text (channels sms, email; first that works) is due 24 November at 16:00 local.
+DAY_BEFORE = datetime(2021, 11, 24, 15, 0, 1, tzinfo=UTC)
+CARIN = Delegate(
+    "carin", "Carin Lund", email="carin@example.se", phone="+46701740602", stop="hotel", rsvp="yes"
+)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("code", "opted_out", "phone_bad"), [(21610, True, False), (21211, False, True), (21614, False, True)]
+)
+def test_a_number_that_cannot_get_sms_gets_the_message_by_email_and_the_row_says_why(
+    pipeline, twilio_server, smtp_server, code, opted_out, phone_bad
+):
+    """Twilio refuses Carin's day-before SMS: 21610 records a local SMS opt-out, 21211/21614 mark her phone
+    bad; her failed SMS says why and that it goes by email, and the re-plan sends her the email."""
+    pipeline.rt.clock.now = DAY_BEFORE  # type: ignore[attr-defined]  # the test Clock
+    with pipeline.rt.store.session() as session:
+        upsert_delegates(session, [CARIN], DAY_BEFORE)
+    twilio_server.script(CARIN.phone, [Reply(400, code=code)])
+    replan(pipeline.rt, DAY_BEFORE, ["carin"])
+    tick(pipeline.rt, DAY_BEFORE, pipeline.deliver.send)
+    pipeline.wait_until(pipeline.settled("day-before:-:carin:sms"))
+    sms = pipeline.row("day-before:-:carin:sms")
+    with pipeline.rt.store.session() as session:
+        carin = load_delegates(session, ["carin"])[0]
+    assert (sms.state, sms.error_code, carin.sms_opt_out, carin.phone_bad) == (
+        "failed",
+        str(code),
+        opted_out,
+        phone_bad,
+    )
+    assert f"Twilio {code}" in sms.reason and sms.reason.endswith("it goes by email instead")
+    assert sms.reason in dashboard_failures(pipeline)  # the organisers see why
+    replan(pipeline.rt, DAY_BEFORE, ["carin"])  # what the scheduler does for a delegate just changed
+    tick(pipeline.rt, DAY_BEFORE, pipeline.deliver.send)
+    pipeline.wait_until(pipeline.settled("day-before:-:carin:email"))
+    assert pipeline.row("day-before:-:carin:email").state == "sent"
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["carin@example.se"]]
+    replan(pipeline.rt, DAY_BEFORE, ["carin"])
+    assert pipeline.row("day-before:-:carin:sms").state == "failed"  # no second SMS try

@@ -371,6 +371,9 @@ def test_a_rule_reaches_only_its_audience(
         ("first", {"sms_opt_out": True}, [("email", "planned", "")]),
         ("first", {"email": None, "sms_opt_out": True}, [("sms", "skipped", "opted out of SMS")]),
         ("first", {"email": None, "phone": None}, []),
+        ("first", {"phone_bad": True}, [("email", "planned", "")]),
+        ("first", {"email": None, "phone_bad": True}, []),
+        ("all", {"phone_bad": True}, [("email", "planned", "")]),
         ("all", {}, [("sms", "planned", ""), ("email", "planned", "")]),
         ("all", {"sms_opt_out": True}, [("sms", "skipped", "opted out of SMS"), ("email", "planned", "")]),
         ("all", {"email": None}, [("sms", "planned", "")]),
@@ -381,7 +384,8 @@ def test_a_rule_reaches_only_its_audience(
 def test_a_message_goes_by_the_channels_the_delegate_can_receive(
     mode: str, who: dict[str, Any], expected: list[tuple[str, str, str]]
 ) -> None:
-    """'first' takes the first reachable channel (SMS opt-outs fall back to email); 'all' takes each."""
+    """'first' takes the first reachable channel (SMS opt-outs and phones Twilio called bad fall back to
+    email); 'all' takes each."""
     event = event_with(rule(channels=["sms", "email"], channel_mode=mode, anchor="2021-11-20T12:00"))
     sends = plan(event, [delegate(**who)], {}, EARLY)
     assert [(s.channel, s.status, s.reason) for s in sends] == expected

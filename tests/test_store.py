@@ -46,6 +46,7 @@ from pipeline.store.people import (
     rsvp_sources,
     upsert_delegates,
 )
+from pipeline.store.responses import set_phone_bad
 from pipeline.timetable import Event, load_event, parse_event
 
 EVENT_FILE = Path(__file__).resolve().parent.parent / "config" / "event.toml"
@@ -298,6 +299,18 @@ def test_an_import_replaces_only_an_imported_answer_never_the_delegates_or_organ
         assert rsvp_sources(session) == {"d1": source if kept else "import"}
     expected = [("d1", "yes", "no", source)] if kept else []
     assert [(k.delegate_id, k.file_answer, k.kept_answer, k.source) for k in counts.kept] == expected
+
+
+def test_a_new_phone_number_in_an_import_clears_the_bad_phone_mark(store: Store) -> None:
+    """Twilio called the old number bad (21211/21614); the organiser imports a corrected one: SMS again."""
+    with store.session() as session:
+        upsert_delegates(session, [person("d1", phone="+46701740605")], T0)
+        set_phone_bad(session, "d1", T0)
+    with store.session() as session:
+        upsert_delegates(session, [person("d1", phone="+46701740605")], T0)
+        assert load_delegates(session)[0].phone_bad  # the same number stays bad
+        upsert_delegates(session, [person("d1", phone="+46701740606")], T0)
+        assert not load_delegates(session)[0].phone_bad
 
 
 def test_reimport_with_an_empty_rsvp_never_erases_a_recorded_reply(store: Store) -> None:

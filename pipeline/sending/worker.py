@@ -27,6 +27,7 @@ from pipeline.states import LedgerState
 from pipeline.store import leases, ledger
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import load_delegates
+from pipeline.store.responses import set_phone_bad, set_sms_opt_out
 
 if TYPE_CHECKING:
     from pipeline.sending.rate import SmsRate  # imports dramatiq, which the web app never loads
@@ -168,7 +169,7 @@ def _send_claimed(rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Out
             receipt = rt.email_channel().send(message)
     except PermanentDeliveryError as e:
         _count_error(rt, row, e)
-        return _finish(rt, row, S.FAILED, str(e), e.code)
+        return _finish(rt, row, S.FAILED, _record_unreachable(rt, row, delegate, e), e.code)
     except TransientDeliveryError as e:
         _count_error(rt, row, e)
         if e.maybe_sent:
@@ -223,6 +224,35 @@ def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -
         ledger.mark_retry(session, row.id, str(error), error.code, now, now + timedelta(milliseconds=delay))
     log.info("retrying %s in %d ms: %s", row.key, delay, error)
     raise RetryLater(delay, str(error))
+
+
+# Twilio's word that this number cannot get SMS from us: what to record about the delegate.
+OPTED_OUT_AT_CARRIER = "21610"
+NOT_FOR_SMS = {"21211": "not a valid phone number", "21614": "not a mobile number"}
+
+
+def _record_unreachable(rt: Runtime, row: LedgerRow, delegate, error: PermanentDeliveryError) -> str:
+    """After 21610 record a local SMS opt-out, after 21211/21614 mark the phone bad: the delegate is
+    re-planned (updated_at moves), and a rule that allows email sends this message by email instead.
+    Returns the reason the dashboard shows."""
+    code = error.code or ""
+    if row.channel != "sms" or code not in {OPTED_OUT_AT_CARRIER, *NOT_FOR_SMS}:
+        return str(error)
+    with rt.store.session() as session:
+        if code == OPTED_OUT_AT_CARRIER:
+            set_sms_opt_out(session, delegate.id, True, rt.clock())
+            what = "the number has said STOP to SMS at the carrier (Twilio 21610): recorded as an SMS opt-out"
+        else:
+            set_phone_bad(session, delegate.id, rt.clock())
+            what = f"the phone number is {NOT_FOR_SMS[code]} (Twilio {code}): no more SMS to it"
+    log.info("delegate %s cannot get SMS (Twilio %s)", delegate.id, code)
+    return f"{what}; {'it goes by email instead' if _email_allowed(rt, row, delegate) else 'no email for it'}"
+
+
+def _email_allowed(rt: Runtime, row: LedgerRow, delegate) -> bool:
+    rule = next((r for r in rt.event.rules if r.id == row.rule), None)
+    can_email = bool(delegate.email) and not delegate.email_opt_out
+    return row.payload is None and rule is not None and "email" in rule.channels and can_email
 
 
 def _count_error(rt: Runtime, row: LedgerRow, error: DeliveryError) -> None:

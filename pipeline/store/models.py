@@ -72,6 +72,8 @@ class DelegateRow(Base):
     rsvp: Mapped[str] = mapped_column(String(10), default="none")
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Twilio said this number cannot get SMS (21211 invalid, 21614 not a mobile); a new phone clears it.
+    phone_bad: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     survey_answered: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set when an organiser cancels the delegate: no more messages; what was sent stays in the history.
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -176,6 +176,8 @@ def _apply_import(
 ) -> bool:
     changed = False
     chosen = set(row.set_by_delegate.split(","))  # what they said on the RSVP page stays as they said it
+    if row.phone != delegate.phone and "phone" not in chosen:
+        row.phone_bad = False  # a new number deserves a new try
     for name in _IMPORTED:
         if name not in chosen and getattr(row, name) != getattr(delegate, name):
             setattr(row, name, getattr(delegate, name))

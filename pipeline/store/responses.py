@@ -147,6 +147,13 @@ def set_sms_opt_out(session: Session, delegate_id: str, opted_out: bool, now: da
     )
 
 
+def set_phone_bad(session: Session, delegate_id: str, now: datetime) -> None:
+    """Twilio said the number cannot get SMS (21211 invalid, 21614 not a mobile): plan no more SMS to it."""
+    session.execute(
+        update(DelegateRow).where(DelegateRow.id == delegate_id).values(phone_bad=True, updated_at=now)
+    )
+
+
 def set_email_opt_out(session: Session, delegate_id: str, opted_out: bool, now: datetime) -> None:
     session.execute(
         update(DelegateRow)
