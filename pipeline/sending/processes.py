@@ -44,6 +44,7 @@ def run_worker_process(settings: Settings, threads: int) -> None:
     broker = make_broker(settings)
     rt = Runtime(settings)
     rt.event_file.check_every = EVENT_FILE_CHECK_SECONDS
+    _warm_up(rt)
     actors.declare(rt, broker)
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, queues={actors.QUEUE}, worker_threads=threads)
@@ -54,6 +55,16 @@ def run_worker_process(settings: Settings, threads: int) -> None:
     stopping.wait()
     worker.stop()
     broker.close()
+
+
+def _warm_up(rt: Runtime) -> None:
+    """Open the database (migrations checked) and read the event before the first message, so the first
+    batch does not wait for them; what is down now is waited out by the messages' own retries."""
+    try:
+        rt.store.engine.connect().close()
+        rt.event  # noqa: B018 - loads the event file
+    except Exception as e:
+        log.warning("worker starts without a warm start: %s", e)
 
 
 def run_workers(settings: Settings, processes: int, threads: int) -> None:
