@@ -349,10 +349,13 @@ def run_sms(args, spread: float) -> dict:
     flush_redis(BROKER_URL)
     provider = Provider("twilio", args.latency)
     env = environment(tmp, twilio=provider, worker_processes=args.processes, worker_threads=args.threads)
+    if args.sms_rate:
+        env["SMS_RATE_PER_SECOND"] = str(args.sms_rate)  # set: enforced
     ids = add_delegates(store, args.count)
     scheduler = kallelse(["-v", "scheduler"], env, tmp / "scheduler.log")
     workers = kallelse(["worker"], env, tmp / "workers.log")
     result: dict = {
+        "sms_rate_per_second": args.sms_rate,
         "count": args.count,
         "over_s": spread,
         "latency_s": args.latency,
@@ -523,6 +526,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--delegates", type=int, default=100_000, help="idle: delegates planned")
     parser.add_argument("--seconds", type=float, default=60.0, help="idle: how long to watch")
+    parser.add_argument("--sms-rate", type=float, default=0.0, help="burst/drain: SMS_RATE_PER_SECOND")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
     parser.add_argument("--label", default="", help="a note kept in the JSON (the commit, say)")
     args = parser.parse_args()
