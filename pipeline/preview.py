@@ -7,7 +7,6 @@ rendered from its payload; a planned message from its rule's template.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +15,7 @@ import jinja2
 
 from pipeline.delegates import Delegate
 from pipeline.ics import delegate_ics
-from pipeline.render import render_email, render_sms
-from pipeline.sending import attaches_ics
+from pipeline.render import ICS_TEMPLATES, message_template, render_email, render_sms
 from pipeline.sms import Segments, sms_segments
 from pipeline.timetable import Event
 
@@ -47,17 +45,6 @@ class Shown:
     problem: str = ""  # why it cannot be rendered (no phone, a template error)
 
 
-def template_of(event: Event, planned: Planned) -> tuple[str, dict]:
-    """The template and extra values a message is rendered with, as delivery reads them."""
-    if planned.payload:
-        payload = json.loads(planned.payload)
-        return payload["template"], payload.get("extra", {})
-    rule = next((r for r in event.rules if r.id == planned.rule), None)
-    if rule is None:
-        raise LookupError(f"rule {planned.rule!r} is no longer in the event file")
-    return rule.template, {}
-
-
 def show(
     env: jinja2.Environment,
     event: Event,
@@ -67,11 +54,11 @@ def show(
 ) -> Shown:
     """Render one message for one delegate; a failure to render is reported, not raised."""
     try:
-        template, extra = template_of(event, planned)
+        template, extra = message_template(event, planned.rule, planned.payload)
         if planned.channel == "sms":
             body = render_sms(env, event, delegate, template, key=planned.key, links=links, extra=extra).body
             return Shown(planned, text=body, segments=sms_segments(body))
-        ics = _calendar(event, delegate, planned, extra, links) if attaches_ics(template) else None
+        ics = _calendar(event, delegate, planned, extra, links) if template in ICS_TEMPLATES else None
         email = render_email(
             env, event, delegate, template, key=planned.key, links=links, extra=extra, ics=ics
         )

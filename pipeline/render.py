@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -457,6 +458,22 @@ def build_context(
 
 
 # -- messages -------------------------------------------------------------------------------------
+
+
+# Templates whose emails carry the delegate's calendar (.ics).
+ICS_TEMPLATES = frozenset({"invitation", "change_notice"})
+
+
+def message_template(event: Event, rule: str, payload: str | None) -> tuple[str, dict]:
+    """The template and extra values a ledger message is rendered with: its payload's (broadcasts, change
+    notices) or its rule's. LookupError when the rule is no longer in the event file."""
+    if payload:
+        data = json.loads(payload)
+        return data["template"], data.get("extra", {})
+    found = next((r for r in event.rules if r.id == rule), None)
+    if found is None:
+        raise LookupError(f"rule {rule!r} is no longer in the event file")
+    return found.template, {}
 
 
 def template_path(lang: str, name: str, part: str) -> str:

@@ -47,13 +47,6 @@ def send_batch(rt: Runtime, event_id: str, rule: str, progress: Progress | None 
     return BatchResult(states=send_batch_now(rt, event_id, rule, progress))
 
 
-def attaches_ics(template: str) -> bool:
-    """Whether a worker attaches the event's .ics to an email of this template (previews show it too)."""
-    from pipeline.sending.worker import ICS_TEMPLATES
-
-    return template in ICS_TEMPLATES
-
-
 def send_batch_in_background(rt: Runtime, event_id: str, rule: str) -> None:
     """Send one batch without making the caller (a dashboard request) wait: to the workers when
     BROKER_URL is set, else by in-process workers on a thread of this process. The ledger shows how it

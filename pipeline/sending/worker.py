@@ -9,7 +9,6 @@ provider is called, and the provider's id is recorded after. A crash between the
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Sequence
@@ -36,7 +35,6 @@ log = logging.getLogger(__name__)
 S = LedgerState
 
 # Templates whose emails carry the event as a calendar entry.
-ICS_TEMPLATES = frozenset({"invitation", "change_notice"})
 
 
 class RetryLater(Exception):
@@ -284,10 +282,17 @@ def _finish(
 
 def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMessage:
     from pipeline.ics import delegate_ics
-    from pipeline.render import event_context, language_code, render_email, render_sms
+    from pipeline.render import (
+        ICS_TEMPLATES,
+        event_context,
+        language_code,
+        message_template,
+        render_email,
+        render_sms,
+    )
 
     event = rt.event
-    template, extra = _template_of(row, event)
+    template, extra = message_template(event, row.rule, row.payload)
     links = rt.signer.lazy_links(delegate.id)
     lang = language_code(delegate.language)
     # Keyed by the event object too: a reload between reading `event` and here must not mix versions.
@@ -314,13 +319,3 @@ def _applied_sequence(rt: Runtime, event_id: str) -> int:
 
     with rt.store.session() as session:
         return applied_sequence(session, event_id)
-
-
-def _template_of(row: LedgerRow, event) -> tuple[str, dict]:
-    if row.payload:
-        payload = json.loads(row.payload)
-        return payload["template"], payload.get("extra", {})
-    rule = next((r for r in event.rules if r.id == row.rule), None)
-    if rule is None:
-        raise LookupError(f"rule {row.rule!r} is no longer in the plan")
-    return rule.template, {}

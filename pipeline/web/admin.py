@@ -42,8 +42,8 @@ from pipeline.broadcast import (
     preview_broadcast,
 )
 from pipeline.planner import send_key
-from pipeline.preview import Planned, show, template_of
-from pipeline.render import phone, short_when
+from pipeline.preview import Planned, show
+from pipeline.render import message_template, phone, short_when
 from pipeline.reports import survey_report, write_chart
 from pipeline.sending import send_batch_in_background
 from pipeline.settings import Settings
@@ -406,8 +406,7 @@ def message_by_email(request: Request, session: AdminPost, row_id: int) -> Respo
 
 def _by_email(event: Event, row: LedgerRow, now: datetime) -> ledger.PayloadMessage:
     """The row's message as an email of its own (rule `resend:<row id>`), valid as long as the original."""
-    planned = Planned(row.key, row.rule, row.channel, row.due_at, row.state, row.payload)
-    template, extra = template_of(event, planned)
+    template, extra = message_template(event, row.rule, row.payload)
     rule = f"resend:{row.id}"
     payload = json.dumps({"template": template, "extra": extra}, ensure_ascii=False)
     key = send_key(event.event.id, rule, "-", row.delegate_id, "email")
