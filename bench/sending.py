@@ -366,8 +366,11 @@ def run_sms(args, spread: float) -> dict:
         time.sleep(3)
         start = time.time() + 5
         dues = [datetime.fromtimestamp(start + spread * i / args.count, UTC) for i in range(args.count)]
+        parts = {"workers": workers.pid, "scheduler": scheduler.pid, "server": provider.process.pid}
+        cpu_before = cpu_by_part(parts)
         insert_due(store, ids, "sms", "broadcast", dues)
         wait_sent(store, start + spread + NEVER + 10)
+        result["cpu_ms_per_message"] = cpu_ms_per_message(cpu_before, cpu_by_part(parts), args.count)
         result.update(punctuality(outcome(store), start))
         result["load_after"] = load_avg()
     finally:
@@ -409,8 +412,11 @@ def email(args) -> dict:
     try:
         wait_planned(store, tmp / "scheduler.log")
         start = time.time() + 5
+        parts = {"workers": workers.pid, "scheduler": scheduler.pid, "sink": sink.process.pid}
+        cpu_before = cpu_by_part(parts)
         insert_due(store, ids, "email", "invitation", [datetime.fromtimestamp(start, UTC)] * args.count)
         wait_sent(store, start + NEVER + 600)
+        result["cpu_ms_per_message"] = cpu_ms_per_message(cpu_before, cpu_by_part(parts), args.count)
         result.update(punctuality(outcome(store), start))
         result["load_after"] = load_avg()
     finally:
@@ -471,6 +477,55 @@ def memory(args) -> dict:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stats() -> dict[int, tuple[int, str, float]]:
+    """pid → (parent pid, name, CPU seconds) for every process on the machine."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+            out[int(entry.name)] = (
+                int(rest[1]),
+                name,
+                (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK"),
+            )
+    return out
+
+
+def cpu_by_part(parts: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process with its children, by the PostgreSQL backends of the
+    benchmark's database, and by Redis (all of it: other users of the same server count too)."""
+    stats = _stats()
+
+    def tree(root: int) -> float:
+        pids, total = {root}, 0.0
+        for _ in range(3):  # children, grandchildren
+            pids |= {pid for pid, (parent, _, _) in stats.items() if parent in pids}
+        for pid in pids:
+            total += stats.get(pid, (0, "", 0.0))[2]
+        return total
+
+    out = {name: tree(pid) for name, pid in parts.items()}
+    database = DATABASE_URL.rsplit("/", 1)[1]
+    out["postgres"] = sum(stats[pid][2] for pid in stats if _serves(pid, database))
+    out["redis"] = sum(cpu for _, name, cpu in stats.values() if name.startswith("redis-server"))
+    return out
+
+
+def _serves(pid: int, database: str) -> bool:
+    try:
+        return f" {database} ".encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def cpu_ms_per_message(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    return {name: round(1000 * (after[name] - before[name]) / max(count, 1), 3) for name in before}
 
 
 def idle(args) -> dict:

@@ -230,6 +230,28 @@ class FakeTwilio:
     def _find(self, sid: str) -> SentSms | None:
         return next((m for m in self.messages if m.sid == sid), None)
 
+    # -- what Twilio checks and answers, for any front end -------------------------------------------------
+    def authorised(self, header: str, path_sid: str) -> bool:
+        """HTTP Basic auth with this account's sid and token, on this account's path."""
+        expected = f"{self.account_sid}:{self.auth_token}".encode()
+        given = base64.b64decode(header[6:]) if header.startswith("Basic ") else b""
+        return secrets.compare_digest(given, expected) and path_sid == self.account_sid
+
+    def create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """A create's status and JSON: validated like Twilio, accepted and recorded when valid."""
+        to = form.get("To", "")
+        if not E164.match(to):
+            return 400, self.error(400, 21211, to=to)
+        if not form.get("Body"):
+            return 400, self.error(400, 21602)
+        if not (form.get("From") or form.get("MessagingServiceSid")):
+            return 400, self.error(400, 21603)
+        if self._is_opted_out(to):
+            return 400, self.error(400, 21610)
+        sms = self._accept(form)
+        first = "accepted" if sms.messaging_service_sid and not sms.from_ else "queued"
+        return 201, self.resource(sms, status=first)
+
     # -- JSON shapes --------------------------------------------------------------------------------------
     def resource(self, sms: SentSms, status: str | None = None) -> dict[str, Any]:
         """A message as Twilio's JSON represents it."""
@@ -320,6 +342,7 @@ def _compare(sent: datetime, bound_text: str, keep: str) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Twilio's API does
+    disable_nagle_algorithm = True  # headers and body are two writes: Nagle would hold the body ~40 ms
     server: ThreadingHTTPServer
 
     @property
@@ -365,10 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, self.fake.resource(sms))
 
     def _authorised(self, path_sid: str) -> bool:
-        header = self.headers.get("Authorization", "")
-        expected = f"{self.fake.account_sid}:{self.fake.auth_token}".encode()
-        given = base64.b64decode(header[6:]) if header.startswith("Basic ") else b""
-        return secrets.compare_digest(given, expected) and path_sid == self.fake.account_sid
+        return self.fake.authorised(self.headers.get("Authorization", ""), path_sid)
 
     def _play(self, reply: Reply) -> bool:
         """Act out a scripted reply; True means "go on and accept the message"."""
@@ -389,18 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _create(self, form: dict[str, str]) -> None:
-        to = form.get("To", "")
-        if not E164.match(to):
-            return self._send_error(400, 21211, to=to)
-        if not form.get("Body"):
-            return self._send_error(400, 21602)
-        if not (form.get("From") or form.get("MessagingServiceSid")):
-            return self._send_error(400, 21603)
-        if self.fake._is_opted_out(to):
-            return self._send_error(400, 21610)
-        sms = self.fake._accept(form)
-        first = "accepted" if sms.messaging_service_sid and not sms.from_ else "queued"
-        self._send_json(201, self.fake.resource(sms, status=first))
+        self._send_json(*self.fake.create(form))
 
     def _send_error(self, status: int, code: int, **fields: str) -> None:
         self._send_json(status, self.fake.error(status, code, **fields))
