@@ -384,6 +384,25 @@ def test_twilio_posts_to_from_body_and_status_callback_and_returns_the_sid(twili
     assert receipt.status == "queued"
 
 
+def test_twilio_sends_the_same_request_through_urllib3_and_through_requests_behind_a_proxy(
+    twilio_server: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lean urllib3 client and the library's requests client (used when a proxy is configured) post the
+    same form with the same credentials, and both read the answer alike."""
+    direct = twilio_channel(twilio_server).send(an_sms(status_callback="https://cb.example.org/s?id=1"))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    proxied_channel = twilio_channel(twilio_server)
+    proxied = proxied_channel.send(an_sms(status_callback="https://cb.example.org/s?id=1"))
+
+    assert type(proxied_channel.http).__name__ == "_RequestsClient"
+    first, second = twilio_server.messages
+    assert first.form == second.form and first.form["StatusCallback"] == "https://cb.example.org/s?id=1"
+    assert (direct.provider_id, proxied.provider_id) == (first.sid, second.sid) and first.sid != second.sid
+    found = twilio_channel(twilio_server).find_sent(an_sms(), datetime.now(UTC) - timedelta(minutes=5))
+    assert found in {first.sid, second.sid}
+
+
 def test_twilio_uses_the_messaging_service_when_one_is_configured(twilio_server: FakeTwilio) -> None:
     """With only a Messaging Service SID, no From is sent and Twilio answers 'accepted'."""
     channel = twilio_channel(twilio_server, from_number=None, messaging_service_sid="MG" + "0" * 32)
