@@ -638,6 +638,7 @@ def test_mark_sent_many_records_each_rows_own_provider_id_once(store: Store) -> 
         assert mark_sent_many(session, {a: "SMother"}, now) == 0
     by_id = {r.id: r for r in rows(store)}
     assert [(by_id[i].state, by_id[i].provider_id) for i in (a, b)] == [("sent", "SMa"), ("sent", "SMb")]
+    assert by_id[a].sent_at == by_id[b].sent_at == now
 
 
 def test_a_planned_row_cannot_be_claimed(store: Store) -> None:

@@ -24,6 +24,7 @@ from pipeline.runtime import Runtime
 from pipeline.sending.reconcile import first_check_at
 from pipeline.states import LedgerState
 from pipeline.store import leases, ledger
+from pipeline.store.ledger import Claimed
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import load_delegates
 from pipeline.store.responses import set_phone_bad, set_sms_opt_out
@@ -123,7 +124,7 @@ def _send_batch(rt: Runtime, ids: Sequence[int]) -> list[Outcome]:
     return results
 
 
-def _submit(pool: Executor | None, rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Future:
+def _submit(pool: Executor | None, rt: Runtime, row: Claimed, delegate: Delegate | None) -> Future:
     if pool is not None:
         return pool.submit(_attempt, rt, row, delegate)
     future: Future = Future()
@@ -134,14 +135,14 @@ def _submit(pool: Executor | None, rt: Runtime, row: LedgerRow, delegate: Delega
     return future
 
 
-def _attempt(rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Outcome:
+def _attempt(rt: Runtime, row: Claimed, delegate: Delegate | None) -> Outcome:
     try:
         return _send_claimed(rt, row, delegate)
     except RetryLater as e:
         return Outcome(S.QUEUED, str(e), row.id, retry_ms=e.delay_ms)
 
 
-def _send_claimed(rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Outcome:
+def _send_claimed(rt: Runtime, row: Claimed, delegate: Delegate | None) -> Outcome:
     """One claimed row: check it is still worth sending, render, call the channel. A `sent` outcome is
     recorded by the caller (with the rest of the batch); every other ending is recorded here."""
     now = rt.clock()
@@ -177,7 +178,7 @@ def _send_claimed(rt: Runtime, row: LedgerRow, delegate: Delegate | None) -> Out
     return Outcome(S.SENT, receipt.provider_id, row.id)
 
 
-def _reconcile(rt: Runtime, row: LedgerRow, message, error: TransientDeliveryError) -> Outcome:
+def _reconcile(rt: Runtime, row: Claimed, message, error: TransientDeliveryError) -> Outcome:
     """The provider may have taken the message before the connection failed: never resend on a guess.
     A channel with a message list is asked at once; if the list does not show it (yet), the row is
     `unknown` with a check time and `sending.reconcile` looks again later. Without a list: a person."""
@@ -208,7 +209,7 @@ NO_LIST = (
 )
 
 
-def _retry_or_fail(rt: Runtime, row: LedgerRow, error: TransientDeliveryError) -> Outcome:
+def _retry_or_fail(rt: Runtime, row: Claimed, error: TransientDeliveryError) -> Outcome:
     """Retry with backoff (at least the provider's Retry-After) while the message is still worth sending:
     until its validity ends, or for MAX_ATTEMPTS when it has none."""
     delay = backoff_ms(row.attempts, rt.settings.retry_min_backoff_ms, rt.settings.retry_max_backoff_ms)
@@ -229,7 +230,7 @@ OPTED_OUT_AT_CARRIER = "21610"
 NOT_FOR_SMS = {"21211": "not a valid phone number", "21614": "not a mobile number"}
 
 
-def _record_unreachable(rt: Runtime, row: LedgerRow, delegate, error: PermanentDeliveryError) -> str:
+def _record_unreachable(rt: Runtime, row: Claimed, delegate, error: PermanentDeliveryError) -> str:
     """After 21610 record a local SMS opt-out, after 21211/21614 mark the phone bad: the delegate is
     re-planned (updated_at moves), and a rule that allows email sends this message by email instead.
     Returns the reason the dashboard shows."""
@@ -247,20 +248,20 @@ def _record_unreachable(rt: Runtime, row: LedgerRow, delegate, error: PermanentD
     return f"{what}; {'it goes by email instead' if _email_allowed(rt, row, delegate) else 'no email for it'}"
 
 
-def _email_allowed(rt: Runtime, row: LedgerRow, delegate) -> bool:
+def _email_allowed(rt: Runtime, row: Claimed, delegate) -> bool:
     rule = next((r for r in rt.event.rules if r.id == row.rule), None)
     can_email = bool(delegate.email) and not delegate.email_opt_out
     return row.payload is None and rule is not None and "email" in rule.channels and can_email
 
 
-def _count_error(rt: Runtime, row: LedgerRow, error: DeliveryError) -> None:
+def _count_error(rt: Runtime, row: Claimed, error: DeliveryError) -> None:
     with rt.store.session() as session:
         leases.count_provider_error(session, row.channel, error.code or "unknown")
 
 
 def _finish(
     rt: Runtime,
-    row: LedgerRow,
+    row: Claimed,
     state: LedgerState,
     reason: str,
     code: str | None = None,
@@ -280,7 +281,7 @@ def _finish(
     return Outcome(state, reason, row.id)
 
 
-def build_message(rt: Runtime, row: LedgerRow, delegate) -> EmailMessage | SmsMessage:
+def build_message(rt: Runtime, row: Claimed | LedgerRow, delegate) -> EmailMessage | SmsMessage:
     from pipeline.ics import delegate_ics
     from pipeline.render import (
         ICS_TEMPLATES,

@@ -15,6 +15,7 @@ from pipeline.store.ledger import skip_planned_of
 from pipeline.store.models import DelegateRow, RsvpRow
 
 _FIELDS = [f.name for f in fields(Delegate)]
+_COLUMNS = [getattr(DelegateRow, name) for name in _FIELDS]  # in Delegate's field order
 # Answers the organiser imports may set these; replies and opt-outs recorded here are never overwritten.
 _IMPORTED = ("name", "email", "phone", "language", "organisation", "role", "stop", "dinner")
 
@@ -61,10 +62,12 @@ def to_delegate(row: DelegateRow) -> Delegate:
 
 def load_delegates(session: Session, ids: Iterable[str] | None = None) -> list[Delegate]:
     """The delegates still taking part: a cancelled one is planned nothing more."""
-    query = select(DelegateRow).where(DelegateRow.cancelled_at.is_(None)).order_by(DelegateRow.id)
+    # Columns, not ORM objects: the same values at a fraction of the cost (workers load a batch per
+    # message, the scheduler 5,000 at a time).
+    query = select(*_COLUMNS).where(DelegateRow.cancelled_at.is_(None)).order_by(DelegateRow.id)
     if ids is not None:
         query = query.where(DelegateRow.id.in_(list(ids)))
-    return [to_delegate(row) for row in session.scalars(query)]
+    return [Delegate(*row) for row in session.execute(query)]
 
 
 def upsert_delegates(
