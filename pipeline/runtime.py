@@ -161,7 +161,8 @@ class Runtime:
     def templates(self) -> jinja2.Environment:
         from pipeline.render import make_env
 
-        return make_env(Path(self.settings.templates_dir))
+        # Templates are looked at for changes as often as the event file is (workers: once a second).
+        return make_env(Path(self.settings.templates_dir), check_every=self.event_file.check_every)
 
     def cached(self, key, make):
         """A value derived from the current event only (the .ics), made once per version of the file."""

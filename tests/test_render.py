@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -544,3 +546,18 @@ def test_a_personal_link_is_signed_only_when_the_template_shows_it(env, event):
 def test_a_dashboard_time_reads_as_people_write_it(at, lang, year, expected) -> None:
     """Weekday, day, month and "kl." in Swedish; the year only when it is not the event's."""
     assert short_when(at, lang, year=year) == expected
+
+
+def test_a_worker_environment_picks_up_an_edited_template_after_its_check_interval_not_per_render(tmp_path):
+    """Workers look at template files once per interval (a stat() per render cost more than the render);
+    the web and the CLI (no interval) see an edit at once."""
+    (tmp_path / "note.txt").write_text("först")
+    worker_env, cli_env = make_env(tmp_path, check_every=0.3), make_env(tmp_path)
+    assert worker_env.get_template("note.txt").render() == "först"
+    assert cli_env.get_template("note.txt").render() == "först"
+    (tmp_path / "note.txt").write_text("sedan")
+    os.utime(tmp_path / "note.txt", (time.time() + 5, time.time() + 5))  # a new mtime whatever the clock
+    assert cli_env.get_template("note.txt").render() == "sedan"
+    assert worker_env.get_template("note.txt").render() == "först"
+    time.sleep(0.35)
+    assert worker_env.get_template("note.txt").render() == "sedan"
