@@ -485,6 +485,34 @@ def test_twilio_unreachable_server_is_a_transient_network_error() -> None:
     assert caught.value.code == "network"
 
 
+@pytest.fixture
+def https_twilio(certificate: tuple[Path, Path]) -> Iterator[FakeTwilio]:
+    """The Twilio-like server over HTTPS with a self-signed certificate for 127.0.0.1."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    server = FakeTwilio().start(tls=context)
+    yield server
+    server.stop()
+
+
+def test_twilio_over_https_refuses_a_certificate_it_cannot_verify_before_sending_anything(
+    https_twilio: FakeTwilio,
+) -> None:
+    """An unverifiable certificate is "network" (nothing reached Twilio: a plain retry is safe)."""
+    with pytest.raises(TransientDeliveryError) as caught:
+        twilio_channel(https_twilio).send(an_sms())
+    assert caught.value.code == "network" and not caught.value.maybe_sent
+    assert https_twilio.requests == []
+
+
+def test_twilio_over_https_sends_when_the_environment_names_the_ca_bundle_as_for_requests(
+    https_twilio: FakeTwilio, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+    receipt = twilio_channel(https_twilio).send(an_sms())
+    assert [m.sid for m in https_twilio.messages] == [receipt.provider_id]
+
+
 def test_twilio_messages_can_be_listed_by_recipient_and_date_sent(twilio_server: FakeTwilio) -> None:
     """The list endpoint that reconciliation uses: filters by To and DateSent>, pages like Twilio."""
     channel = twilio_channel(twilio_server)

@@ -30,6 +30,7 @@ import base64
 import json
 import re
 import secrets
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
@@ -110,10 +111,15 @@ class FakeTwilio:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.latency = 0.0  # seconds every create waits before its answer
+        self.scheme = "http"
 
     # -- life cycle ---------------------------------------------------------------------------------------
-    def start(self) -> FakeTwilio:
+    def start(self, tls: ssl.SSLContext | None = None) -> FakeTwilio:
+        """Serve on a free port of 127.0.0.1; with `tls` (a server context), HTTPS as Twilio's API is."""
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
         self._httpd.fake = self  # type: ignore[attr-defined]  # the handler finds its server's state here
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), name="fake-twilio", daemon=True
@@ -133,7 +139,7 @@ class FakeTwilio:
     def url(self) -> str:
         assert self._httpd is not None, "start() the server first"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     # -- what a test reads --------------------------------------------------------------------------------
     @property

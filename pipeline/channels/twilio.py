@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode, urljoin
 
+import certifi
 import requests
 import urllib3
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -37,7 +39,13 @@ from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from pipeline.channels.base import Receipt, SmsMessage
 from pipeline.channels.outbox import mask_phone
@@ -81,7 +89,7 @@ class _Urllib3Client(HttpClient):
 
     def __init__(self, timeout: float, logger: logging.Logger):
         super().__init__(logger, False, timeout)
-        self.pool = urllib3.PoolManager(num_pools=2, maxsize=2, retries=False)
+        self.pools: dict[str, urllib3.HTTPConnectionPool] = {}  # by origin: a pool per host, as PoolManager
 
     def request(
         self,
@@ -108,17 +116,41 @@ class _Urllib3Client(HttpClient):
         limit = self.timeout if timeout is None else timeout
         self.retry_after = None
         try:
-            answer = self.pool.request(
-                method.upper(), url, body=body, headers=fields, timeout=limit, redirect=allow_redirects
+            origin, path = _split(url)
+            pool = self.pools.get(origin) or self.pools.setdefault(origin, _pool(origin))
+            answer = pool.urlopen(
+                method.upper(), path, body=body, headers=fields, timeout=limit, redirect=allow_redirects
             )
         except ReadTimeoutError as e:
             raise requests.ReadTimeout(e) from e
         except (NewConnectionError, ConnectTimeoutError) as e:  # before ProtocolError: nothing was sent
             raise requests.ConnectionError(e) from e
+        except SSLError as e:  # the handshake failed: nothing was sent
+            raise requests.exceptions.SSLError(e) from e
         except (ProtocolError, OSError) as e:
             raise requests.ConnectionError(e) from e
+        except urllib3.exceptions.HTTPError as e:  # anything else went wrong after the request went out
+            raise requests.ConnectionError(ProtocolError(str(e))) from e
         self.retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
         return Response(answer.status, answer.data.decode("utf-8"), answer.headers)
+
+
+def _split(url: str) -> tuple[str, str]:
+    """'https://api.twilio.com/2010-04-01/…?x' → ('https://api.twilio.com', '/2010-04-01/…?x')."""
+    slash = url.find("/", url.index("://") + 3)
+    return (url, "/") if slash < 0 else (url[:slash], url[slash:])
+
+
+def _pool(origin: str) -> urllib3.HTTPConnectionPool:
+    # Straight to the host's pool: PoolManager's per-call URL parsing and key building cost more than a
+    # dict look-up. HTTPS is verified as requests verifies it: certifi's CAs unless the environment names
+    # a bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE).
+    if origin.startswith("https:"):
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+        return urllib3.connection_from_url(
+            origin, maxsize=2, retries=False, cert_reqs="CERT_REQUIRED", ca_certs=bundle
+        )
+    return urllib3.connection_from_url(origin, maxsize=2, retries=False)
 
 
 def _present(values: dict) -> dict:
@@ -195,7 +227,8 @@ class TwilioSms:
 
     def close(self) -> None:
         if isinstance(self.http, _Urllib3Client):
-            self.http.pool.clear()
+            for pool in self.http.pools.values():
+                pool.close()
         elif isinstance(self.http, TwilioHttpClient) and self.http.session is not None:
             self.http.session.close()
 
