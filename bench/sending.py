@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -584,16 +585,49 @@ def main() -> None:
     parser.add_argument("--sms-rate", type=float, default=0.0, help="burst/drain: SMS_RATE_PER_SECOND")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
     parser.add_argument("--label", default="", help="a note kept in the JSON (the commit, say)")
+    parser.add_argument("--times", type=int, default=1, help="run it this many times; print the medians")
     args = parser.parse_args()
-    result = COMMANDS[args.command](args)
-    result.update(command=args.command, label=args.label, at=datetime.now(UTC).isoformat(timespec="seconds"))
-    for name, value in result.items():
-        say(name, value)
+    runs = []
+    for run in range(args.times):
+        if args.times > 1:
+            print(f"-- run {run + 1} of {args.times}", flush=True)
+        result = COMMANDS[args.command](args)
+        result.update(
+            command=args.command, label=args.label, at=datetime.now(UTC).isoformat(timespec="seconds")
+        )
+        for name, value in result.items():
+            say(name, value)
+        runs.append(result)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = RESULTS / f"{args.command}-{args.count}-{args.latency:g}-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if args.times > 1:
+        summary = {"median_of": args.times, **medians(runs), "runs": runs}
+        print(f"-- medians of {args.times} runs")
+        for name, value in summary.items():
+            if name != "runs":
+                say(name, value)
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    else:
+        path.write_text(json.dumps(runs[0], indent=2, default=str) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
+
+
+def medians(runs: list[dict]) -> dict:
+    """The median of every figure over the runs (per key for figures that are dicts); the first run's value
+    for what is not a number (labels, states); the load averages as a list, one per run."""
+    out: dict = {}
+    for name, first in runs[0].items():
+        values = [run.get(name) for run in runs]
+        if str(name).startswith("load_"):
+            out[name] = values
+        elif isinstance(first, bool) or not isinstance(first, int | float | dict):
+            out[name] = first
+        elif isinstance(first, dict):
+            out[name] = medians([v if isinstance(v, dict) else {} for v in values])
+        else:
+            out[name] = statistics.median(v for v in values if isinstance(v, int | float))
+    return out
 
 
 if __name__ == "__main__":
