@@ -128,6 +128,8 @@ class Runtime:
         self._cache: dict = {}
         self._cache_version = 0
         self._lock = threading.Lock()
+        # The SMS provider's recent answer time (seconds), kept by sending.worker to share out its pool.
+        self.sms_answer_seconds = 0.2
 
     @property
     def store(self) -> Store:

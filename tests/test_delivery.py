@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from pipeline.delegates import Delegate
 from pipeline.runtime import Runtime
-from pipeline.sending import actors
+from pipeline.sending import actors, worker
 from pipeline.sending.broker import make_broker
 from pipeline.sending.scheduler import Scheduler, replan, tick
 from pipeline.sending.worker import build_message
@@ -505,6 +505,20 @@ def test_an_email_left_in_sending_by_a_stopped_worker_waits_for_a_person_with_a_
     row = pipeline.row(key)
     assert (row.state, row.retry_at, smtp_server.messages) == ("unknown", None, [])
     assert "mail server" in row.reason and "Retry" in row.reason
+
+
+def test_a_batch_goes_in_a_lane_per_sms_to_a_slow_provider_and_in_few_lanes_to_an_instant_one(settings):
+    """Twilio answers in 100–300 ms: every SMS of a batch waits side by side. A provider answering in a
+    millisecond: a thread woken per SMS would cost more than the wait, so a few lanes share the batch."""
+    rt = Runtime(settings)
+    assert rt.sms_answer_seconds >= worker.SLOW_ANSWER  # until answers are seen: side by side
+    assert worker._lanes(rt, 25) == 25
+    for _ in range(200):
+        worker._note_answer_time(rt, 0.001)
+    assert 1 <= worker._lanes(rt, 25) <= 2
+    for _ in range(200):
+        worker._note_answer_time(rt, 0.2)
+    assert worker._lanes(rt, 25) == 25 and worker._lanes(rt, 1) == 1
 
 
 @pytest.mark.redis
