@@ -600,7 +600,8 @@ def main() -> None:
         runs.append(result)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    path = RESULTS / f"{args.command}-{args.count}-{args.latency:g}-{stamp}.json"
+    size = args.delegates if args.command == "idle" else args.count
+    path = RESULTS / f"{args.command}-{size}-{args.latency:g}-{stamp}.json"
     if args.times > 1:
         summary = {"median_of": args.times, **medians(runs), "runs": runs}
         print(f"-- medians of {args.times} runs")
