@@ -263,6 +263,51 @@ def test_an_invitation_sent_after_an_apply_carries_the_applied_sequence(store, s
     assert {int(v["SEQUENCE"]) for v in icalendar.Calendar.from_ical(attachment.data).walk("VEVENT")} == {1}
 
 
+def test_a_worker_sends_the_new_sequence_from_its_first_batch_after_an_apply(store, settings, event_file):
+    """A long-running worker reads the applied sequence with each batch: the invitation it sends right
+    after `apply` stored sequence 1 says 1, though the worker sent one with 0 a moment before."""
+    rt = Runtime(settings, store=store, clock=lambda: BEFORE)
+    assert _sequences(rt, settings, _queued_invitation(store, "first")) == {0}
+    edit(event_file, HOTEL_STOP, "time = 2021-11-25T09:15:00")
+    with store.session() as session:
+        apply(session, event_file)
+    rt.event_file.refresh()  # as the worker would within a second; the sequence must not wait for it
+    assert _sequences(rt, settings, _queued_invitation(store, "second")) == {1}
+
+
+def _queued_invitation(store: Store, name: str) -> int:
+    payload = json.dumps({"template": "invitation", "extra": {}})
+    row = LedgerRow(
+        key=f"sik-2021:broadcast:{name}:-:anna:email",
+        event_id="sik-2021",
+        rule=f"broadcast:{name}",
+        occurrence="-",
+        delegate_id="anna",
+        channel="email",
+        due_at=BEFORE,
+        state="queued",
+        payload=payload,
+        created_at=BEFORE,
+        updated_at=BEFORE,
+    )
+    with store.session() as session:
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _sequences(rt: Runtime, settings: Settings, row_id: int) -> set[int]:
+    from pipeline.sending.worker import send_rows
+
+    (outcome,) = send_rows(rt, [row_id])
+    assert outcome.state == "sent", outcome
+    with rt.store.session() as session:
+        key = session.get(LedgerRow, row_id).key  # type: ignore[union-attr]
+    eml = next(p for p in (settings.outbox_dir / "email").glob("*.eml") if key.split(":")[2] in p.name)
+    calendar = icalendar.Calendar.from_ical(_ics_part(eml.read_bytes()))
+    return {int(v["SEQUENCE"]) for v in calendar.walk("VEVENT")}
+
+
 def _ics_part(eml: bytes) -> bytes:
     from email import policy
     from email.parser import BytesParser

@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +30,7 @@ from pipeline.store.ledger import Claimed
 from pipeline.store.models import LedgerRow
 from pipeline.store.people import load_delegates
 from pipeline.store.responses import set_phone_bad, set_sms_opt_out
+from pipeline.store.snapshots import applied_sequence
 
 if TYPE_CHECKING:
     from pipeline.sending.rate import SmsRate  # imports dramatiq, which the web app never loads
@@ -107,11 +108,15 @@ def _send_batch(rt: Runtime, ids: Sequence[int]) -> list[Outcome]:
     with rt.store.session() as session:
         rows = ledger.claim_many(session, ids, rt.clock())
         delegates = {d.id: d for d in load_delegates(session, {row.delegate_id for row in rows})}
+        # Read once per batch, not per email: as fresh as the claim, so a later apply is seen next batch.
+        sequences = _applied_sequences(rt, session) if any(r.channel == "email" for r in rows) else {}
     sms = [row for row in rows if row.channel == "sms"]
     lanes = _lanes(rt, len(sms))
     pool = rt.send_pool if lanes > 1 else None
     futures = [_submit(pool, rt, sms[lane::lanes], delegates) for lane in range(lanes)]
-    results = [_attempt(rt, row, delegates.get(row.delegate_id)) for row in rows if row.channel != "sms"]
+    results = [
+        _attempt(rt, row, delegates.get(row.delegate_id), sequences) for row in rows if row.channel != "sms"
+    ]
     error: BaseException | None = None
     for future in futures:
         for ended in future.result():
@@ -165,14 +170,18 @@ def _attempt_each(rt: Runtime, rows: Sequence[Claimed], delegates: dict) -> list
     return ended
 
 
-def _attempt(rt: Runtime, row: Claimed, delegate: Delegate | None) -> Outcome:
+def _attempt(
+    rt: Runtime, row: Claimed, delegate: Delegate | None, sequences: Mapping[str, int] | None = None
+) -> Outcome:
     try:
-        return _send_claimed(rt, row, delegate)
+        return _send_claimed(rt, row, delegate, sequences)
     except RetryLater as e:
         return Outcome(S.QUEUED, str(e), row.id, retry_ms=e.delay_ms)
 
 
-def _send_claimed(rt: Runtime, row: Claimed, delegate: Delegate | None) -> Outcome:
+def _send_claimed(
+    rt: Runtime, row: Claimed, delegate: Delegate | None, sequences: Mapping[str, int] | None = None
+) -> Outcome:
     """One claimed row: check it is still worth sending, render, call the channel. A `sent` outcome is
     recorded by the caller (with the rest of the batch); every other ending is recorded here."""
     now = rt.clock()
@@ -185,7 +194,7 @@ def _send_claimed(rt: Runtime, row: Claimed, delegate: Delegate | None) -> Outco
     if row.channel == "email" and delegate.email_opt_out:
         return _finish(rt, row, S.SKIPPED, "opted out of email")
     try:
-        message = build_message(rt, row, delegate)
+        message = build_message(rt, row, delegate, sequences)
     except ConfigError as e:  # no good event file in this process yet: it may be fixed in a moment
         return _retry_or_fail(rt, row, TransientDeliveryError(f"event file: {e}", code="event-file"))
     except Exception as e:  # a template, rule or data problem: retrying cannot help
@@ -313,7 +322,11 @@ def _finish(
     return Outcome(state, reason, row.id)
 
 
-def build_message(rt: Runtime, row: Claimed | LedgerRow, delegate) -> EmailMessage | SmsMessage:
+def build_message(
+    rt: Runtime, row: Claimed | LedgerRow, delegate, sequences: Mapping[str, int] | None = None
+) -> EmailMessage | SmsMessage:
+    """The message a ledger row sends now. `sequences`: the applied event file's sequence per event id,
+    when the caller has read it (a worker's batch does, once); else it is read here."""
     from pipeline.ics import delegate_ics
     from pipeline.render import (
         ICS_TEMPLATES,
@@ -340,15 +353,26 @@ def build_message(rt: Runtime, row: Claimed | LedgerRow, delegate) -> EmailMessa
         return message
     ics = None
     if template in ICS_TEMPLATES:  # the delegate's own days; SEQUENCE: the event file last applied
-        sequence = int(extra["sequence"]) if "sequence" in extra else _applied_sequence(rt, event.event.id)
+        if "sequence" in extra:
+            sequence = int(extra["sequence"])
+        elif sequences is not None and event.event.id in sequences:
+            sequence = sequences[event.event.id]
+        else:
+            sequence = _applied_sequence(rt, event.event.id)
         ics = delegate_ics(event, delegate, stamp=rt.clock(), sequence=sequence, rsvp_url=links["rsvp_url"])
     return render_email(
         rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics, shared=shared
     )
 
 
-def _applied_sequence(rt: Runtime, event_id: str) -> int:
-    from pipeline.store.snapshots import applied_sequence
+def _applied_sequences(rt: Runtime, session) -> dict[str, int]:
+    try:
+        event_id = rt.event.event.id
+    except ConfigError:  # no good event file in this process yet: each row says so when it is built
+        return {}
+    return {event_id: applied_sequence(session, event_id)}
 
+
+def _applied_sequence(rt: Runtime, event_id: str) -> int:
     with rt.store.session() as session:
         return applied_sequence(session, event_id)
