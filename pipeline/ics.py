@@ -8,6 +8,10 @@
 - The day starts where *this* delegate starts: their own pickup point and time on the bus day, the first
   item after the bus for those who do not ride it; dinner counts only for those who eat with us.
 - DTSTAMP is when the file was made (the caller's clock), as RFC 5545 says.
+
+A worker sends thousands of these that differ only in DTSTAMP and the RSVP link: `calendar_template`
+makes the file once per `profile` (language, stop, dinner) and `CalendarTemplate.fill` puts those two in,
+the same bytes as `delegate_ics` at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 
 import icalendar
+from icalendar.parser import Contentline
 
 from pipeline.delegates import Delegate
 from pipeline.render import clock, day, group_by_day, item_view, language_code, phone
@@ -43,6 +48,69 @@ def delegate_ics(
     event: Event, delegate: Delegate, *, stamp: datetime, sequence: int = 0, rsvp_url: str | None = None
 ) -> bytes:
     """The delegate's days as a PUBLISH calendar, in their language."""
+    return _calendar(event, delegate, stamp, sequence, rsvp_url).to_ical()
+
+
+Profile = tuple[str, str | None, bool]
+
+
+def profile(delegate: Delegate) -> Profile:
+    """All of a delegate that their calendar depends on (apart from the RSVP link): what may share one."""
+    return (language_code(delegate.language), delegate.stop, delegate.dinner is True)
+
+
+# Stand-ins filled in per delegate; neither needs escaping, so each appears in the file as written.
+_STAMP = datetime(1901, 2, 3, 4, 5, 6, tzinfo=UTC)
+_STAMP_TEXT = "19010203T040506Z"
+_URL = "https://kallelse.invalid/rsvp-link"
+
+
+@dataclass(frozen=True)
+class CalendarTemplate:
+    """A delegate's calendar with DTSTAMP and the RSVP link left open: `fill` gives `delegate_ics`."""
+
+    parts: tuple[bytes | str, ...]  # folded bytes, or an unfolded content line with a stand-in
+    with_rsvp: bool
+
+    def fill(self, stamp: datetime, rsvp_url: str | None) -> bytes:
+        if (rsvp_url is not None) != self.with_rsvp:
+            raise ValueError("this calendar template was made for the other kind of RSVP link")
+        when = icalendar.vDDDTypes(stamp.astimezone(UTC)).to_ical().decode()
+        uri = icalendar.vUri(rsvp_url).to_ical().decode() if rsvp_url else ""
+        text = icalendar.vText(rsvp_url).to_ical().decode() if rsvp_url else ""
+        out = []
+        for part in self.parts:
+            if isinstance(part, bytes):
+                out.append(part)
+                continue
+            line = part.replace(_STAMP_TEXT, when)
+            line = line.replace(_URL, uri) if line.startswith("URL") else line.replace(_URL, text)
+            out.append(Contentline(line).to_ical())  # folded as the library folds it
+        return b"\r\n".join(out) + b"\r\n"
+
+
+def calendar_template(
+    event: Event, of: Profile, *, sequence: int = 0, with_rsvp: bool = True
+) -> CalendarTemplate:
+    """The calendar of every delegate with profile `of`, DTSTAMP and the RSVP link to be filled in."""
+    lang, stop, dinner = of
+    # Made from a delegate who is nothing but the profile: a use of anything else shows in the tests.
+    stand_in = Delegate(id="", name="", language=lang, stop=stop, dinner=dinner)  # type: ignore[arg-type]
+    calendar = _calendar(event, stand_in, _STAMP, sequence, _URL if with_rsvp else None)
+    parts: list[bytes | str] = []
+    for line in calendar.content_lines():
+        if not line:
+            continue
+        if _STAMP_TEXT in line or _URL in line:
+            parts.append(str(line))
+        else:
+            parts.append(line.to_ical())
+    return CalendarTemplate(tuple(parts), with_rsvp)
+
+
+def _calendar(
+    event: Event, delegate: Delegate, stamp: datetime, sequence: int, rsvp_url: str | None
+) -> icalendar.Calendar:
     lang = language_code(delegate.language)
     cal = icalendar.Calendar()
     cal.add("prodid", "-//kallelse//kallelse//EN")
@@ -53,7 +121,7 @@ def delegate_ics(
     cal.add_component(_vtimezone(event.event.timezone, days[0].start.year, days[-1].end.year))
     for plan in days:
         cal.add_component(_vevent(event, delegate, plan, lang, stamp, sequence, rsvp_url))
-    return cal.to_ical()
+    return cal
 
 
 def delegate_days(event: Event, delegate: Delegate) -> list[DayPlan]:

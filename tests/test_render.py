@@ -17,7 +17,7 @@ import pytest
 import vobject
 
 from pipeline.delegates import Delegate
-from pipeline.ics import delegate_ics
+from pipeline.ics import calendar_template, delegate_ics, profile
 from pipeline.links import LinkSigner
 from pipeline.render import (
     build_context,
@@ -312,6 +312,29 @@ def test_the_ics_is_byte_identical_for_the_same_input_and_stamped_when_made(even
     later = datetime(2021, 11, 20, 9, 30, tzinfo=UTC)
     for vevent in icalendar.Calendar.from_ical(calendar(event, DELEGATES[0], stamp=later)).walk("VEVENT"):
         assert vevent.decoded("DTSTAMP") == later
+
+
+@pytest.mark.parametrize("lang", ["sv", "en"])
+def test_a_calendar_made_once_per_profile_is_each_delegates_own_ics_byte_for_byte(event, lang):
+    """What a worker sends from a template shared by delegates of one profile (language, stop, dinner)
+    is exactly `delegate_ics` of each of them: their own stamp and RSVP link, folded and escaped alike."""
+    stamps = (STAMP, datetime(2021, 11, 20, 9, 30, 15, tzinfo=STOCKHOLM))
+    links = (
+        LINKS["rsvp_url"],
+        "https://kallelse.example.se/r/" + "x" * 170,  # folds at another place than the stand-in did
+        "https://kallelse.example.se/r/a,b;c\\d",  # characters TEXT escapes and a URI does not
+        None,
+    )
+    people = [
+        dataclasses.replace(d, language=lang, dinner=dinner) for d in DELEGATES for dinner in (None, True)
+    ]
+    made: dict = {}
+    for person, stamp, link in itertools.product(people, stamps, links):
+        key = (profile(person), link is not None)
+        template = made.setdefault(key, calendar_template(event, key[0], sequence=4, with_rsvp=key[1]))
+        direct = delegate_ics(event, person, stamp=stamp, sequence=4, rsvp_url=link)
+        assert template.fill(stamp, link) == direct, (person, stamp, link)
+    assert len(made) == 2 * 3 * 2  # with/without a link × three stops (none, hotel, airport) × dinner
 
 
 def test_the_ics_is_published_with_one_event_per_day_and_stable_uids(event):

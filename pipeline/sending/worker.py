@@ -327,7 +327,7 @@ def build_message(
 ) -> EmailMessage | SmsMessage:
     """The message a ledger row sends now. `sequences`: the applied event file's sequence per event id,
     when the caller has read it (a worker's batch does, once); else it is read here."""
-    from pipeline.ics import delegate_ics
+    from pipeline.ics import calendar_template, profile
     from pipeline.render import (
         ICS_TEMPLATES,
         event_context,
@@ -359,7 +359,12 @@ def build_message(
             sequence = sequences[event.event.id]
         else:
             sequence = _applied_sequence(rt, event.event.id)
-        ics = delegate_ics(event, delegate, stamp=rt.clock(), sequence=sequence, rsvp_url=links["rsvp_url"])
+        # Made once per profile (language, stop, dinner) and sequence; the stamp and the link go in here.
+        of = profile(delegate)
+        calendar = rt.cached(
+            ("ics", id(event), of, sequence), lambda: calendar_template(event, of, sequence=sequence)
+        )
+        ics = calendar.fill(rt.clock(), links["rsvp_url"])
     return render_email(
         rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics, shared=shared
     )
