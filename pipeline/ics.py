@@ -21,7 +21,6 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 
 import icalendar
-from icalendar.parser import Contentline
 
 from pipeline.delegates import Delegate
 from pipeline.render import clock, day, group_by_day, item_view, language_code, phone
@@ -85,8 +84,28 @@ class CalendarTemplate:
                 continue
             line = part.replace(_STAMP_TEXT, when)
             line = line.replace(_URL, uri) if line.startswith("URL") else line.replace(_URL, text)
-            out.append(Contentline(line).to_ical())  # folded as the library folds it
+            out.append(fold(line))
         return b"\r\n".join(out) + b"\r\n"
+
+
+def fold(line: str) -> bytes:
+    """A content line folded exactly as icalendar folds it (lines of at most 74 octets, never inside a
+    UTF-8 character, nor right after a backslash or caret unless it is alone), without its walk over
+    every character (a fifth of a millisecond for a day's description)."""
+    data = line.encode("utf-8")
+    if len(data) < 75:
+        return data
+    chunks, start = [], 0
+    while len(data) - start > 74:
+        end = start + 74
+        while data[end] & 0xC0 == 0x80:  # a continuation byte: the character began before
+            end -= 1
+        if data[end - 1] in b"\\^" and end - 1 > start:  # keep an escape with what it escapes
+            end -= 1
+        chunks.append(data[start:end])
+        start = end
+    chunks.append(data[start:])
+    return b"\r\n ".join(chunks)
 
 
 def calendar_template(

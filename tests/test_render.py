@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import random
 import re
 import time
 from datetime import UTC, datetime
@@ -335,6 +336,20 @@ def test_a_calendar_made_once_per_profile_is_each_delegates_own_ics_byte_for_byt
         direct = delegate_ics(event, person, stamp=stamp, sequence=4, rsvp_url=link)
         assert template.fill(stamp, link) == direct, (person, stamp, link)
     assert len(made) == 2 * 3 * 2  # with/without a link × three stops (none, hotel, airport) × dinner
+
+
+def test_the_calendars_own_folding_is_the_librarys():
+    """`ics.fold` (fast) folds every line where icalendar would: ASCII, Swedish letters, four-byte
+    characters, and the backslashes and carets it keeps with what follows."""
+    from icalendar.parser import Contentline
+
+    from pipeline.ics import fold
+
+    rng = random.Random(11)
+    alphabet = "abc ,;:\\^åäöÅ€😀\t"
+    for _ in range(3000):
+        line = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 400)))
+        assert fold(line) == Contentline(line).to_ical(), line
 
 
 def test_the_ics_is_published_with_one_event_per_day_and_stable_uids(event):
