@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,12 @@ def phone(number: str | None, lang: str = "sv") -> str:
     """Swedish readers get "070-919 71 35", others "+46 70 919 71 35" (they may be abroad)."""
     if not number:
         return ""
+    return _phone(number, lang)
+
+
+@lru_cache(maxsize=4096)
+def _phone(number: str, lang: str) -> str:
+    # An email shows the same few contact numbers ten times: parsing them was a third of its rendering.
     try:
         parsed = phonenumbers.parse(number, "SE")
     except phonenumbers.NumberParseException:
@@ -156,9 +163,19 @@ _ABBREVIATION_ENDING = re.compile(r"\b([A-ZÅÄÖ]{2,})-([a-zåäö]{1,4})\b")
 
 def keep_together(value: Any) -> Any:
     """For HTML output: abbreviation endings joined by a non-breaking hyphen."""
+    if type(value) is str:  # Markup (equal to its str) keeps the uncached path: never mix the two
+        return _kept_together(value)
     if isinstance(value, str) and "://" not in value:  # never touch a link: its token may match
         return _ABBREVIATION_ENDING.sub(lambda m: f"{m[1]}{NB_HYPHEN}{m[2]}", value)
     return value
+
+
+@lru_cache(maxsize=4096)
+def _kept_together(value: str) -> str:
+    # Every value an HTML part prints passes here; most are the event's own words, the same each time.
+    if "://" in value:  # never touch a link: its token may match
+        return value
+    return _ABBREVIATION_ENDING.sub(lambda m: f"{m[1]}{NB_HYPHEN}{m[2]}", value)
 
 
 def language_code(lang: str) -> str:
