@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import socket
 import ssl
@@ -19,7 +20,7 @@ import pytest
 
 from pipeline.channels.base import Attachment, EmailMessage, SmsMessage
 from pipeline.channels.factory import email_channel, sms_channel
-from pipeline.channels.mime import build_mime, message_id
+from pipeline.channels.mime import build_mime, message_id, mime_bytes
 from pipeline.channels.outbox import OutboxEmail, OutboxSms, mask_phone, safe_key
 from pipeline.channels.smtp import SmtpChannel
 from pipeline.channels.twilio import TwilioSms
@@ -122,6 +123,56 @@ def test_mime_with_an_unusable_address_is_a_permanent_error() -> None:
     """No retry will make a malformed address valid."""
     with pytest.raises(PermanentDeliveryError):
         build_mime(an_email(to="asa oberg@@example"), sender=SENDER)
+
+
+TRICKY_TEXT = (
+    "Hej Åsa!\n\nRad = två  \n" + "ö" * 90 + "\n.\n.punkt\nFrom här\ttabb\t\n"
+    "crlf\r\nbara cr\rslut 😀 – \x0b \u2028 \x85 ingen radbrytning sist"
+)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        an_email(),
+        an_email(text=TRICKY_TEXT, html=f"<p>{TRICKY_TEXT}</p>\n", subject="A plain ASCII subject"),
+        an_email(
+            to_name="Marie-Louise Åkerström-Öhrström af Ekebyhov, Skellefteå kommun",
+            subject="Inbjudan: Innovationsdagarna 2021, Skellefteå 25–26 november " * 2,
+            attachments=(
+                Attachment("sik-2021.ics", "text/calendar; method=PUBLISH; charset=utf-8", ICS * 40),
+                Attachment("noll.ics", "text/calendar; method=REQUEST", ICS.rstrip()),
+            ),
+            headers={
+                "List-Unsubscribe": "<https://kallelse.example.se/u/" + "t" * 150 + ">",
+                "list-unsubscribe": "<https://kallelse.example.se/u/2>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+        ),
+    ],
+)
+def test_mime_bytes_are_the_message_build_mime_makes(email: EmailMessage) -> None:
+    """What SMTP sends (`mime_bytes`) is `build_mime`'s message: the same headers in the same order,
+    byte for byte but for the random boundaries, and every part's type, parameters and content."""
+    at = datetime(2021, 10, 7, 9, 0, tzinfo=UTC)
+    fast = mime_bytes(email, sender=SENDER, reply_to="Info <info@example.org>", date=at)
+    slow = build_mime(email, sender=SENDER, reply_to="Info <info@example.org>", date=at)
+    sent = slow.as_bytes(policy=slow.policy.clone(linesep="\r\n"))  # as smtplib's send_message sends it
+    assert b"\n" not in fast.replace(b"\r\n", b"")  # CRLF throughout, as DATA wants it
+    assert max(len(line) for line in fast.split(b"\r\n")) <= 998  # RFC 5322
+
+    def head(data: bytes) -> bytes:
+        return re.sub(rb"={15}\d{19}==", b"BOUNDARY", data.split(b"\r\n\r\n", 1)[0])
+
+    def unbounded(part: EmailMessageMime) -> list[tuple[str, str]]:
+        return [(k, re.sub(r"={15}\d{19}==", "BOUNDARY", v)) for k, v in part.items()]
+
+    assert head(fast) == head(sent)
+    fast_parts, slow_parts = list(parse(fast).walk()), list(parse(sent).walk())
+    assert len(fast_parts) == len(slow_parts)
+    for mine, theirs in zip(fast_parts, slow_parts, strict=True):
+        assert unbounded(mine) == unbounded(theirs)
+        assert mine.get_payload(decode=True) == theirs.get_payload(decode=True) or mine.is_multipart()
 
 
 # -- outbox -------------------------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from email.utils import parseaddr
 from typing import Literal
 
 from pipeline.channels.base import EmailMessage, Receipt
-from pipeline.channels.mime import build_mime
+from pipeline.channels.mime import domain_of, message_id, mime_bytes
 from pipeline.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 log = logging.getLogger(__name__)
@@ -58,20 +59,22 @@ class SmtpChannel:
         self._used = False  # has the current connection carried a message (so it may have gone stale)?
 
     def send(self, message: EmailMessage) -> Receipt:
-        mime = build_mime(message, sender=self.sender, reply_to=self.reply_to)
+        # The bytes DATA carries, made directly (mime.mime_bytes); addresses are ASCII (build_mime's rule).
+        data = mime_bytes(message, sender=self.sender, reply_to=self.reply_to)
         conn: _Tracked | None = None
         try:
             conn = self._ready_connection()
             self._used = True
             conn.data_started = False
-            conn.send_message(mime)
+            conn.sendmail(parseaddr(self.sender)[1], [message.to], data)
         except DeliveryError:
             raise
         except Exception as e:
             self._drop_if_broken(e)
             raise _translate(e, message.key, after_data=bool(conn and conn.data_started)) from e
-        log.info("smtp accepted %s as %s", message.key, mime["Message-ID"])
-        return Receipt(provider_id=str(mime["Message-ID"]), status="sent")
+        provider_id = message_id(message.key, domain_of(self.sender))
+        log.debug("smtp accepted %s as %s", message.key, provider_id)  # the worker logs the send at info
+        return Receipt(provider_id=provider_id, status="sent")
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
