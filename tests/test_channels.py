@@ -257,10 +257,12 @@ def test_smtp_reuses_one_connection_for_several_messages(smtp_server: SmtpServer
 
     assert len(smtp_server.messages) == 3
     assert smtp_server.connections == 1
+    assert smtp_server.handler.noops == 0  # no round trip to ask whether the connection is still there
 
 
 def test_smtp_reconnects_once_when_the_server_closed_the_connection(smtp_server: SmtpServer) -> None:
-    """An idle connection the server hung up on is replaced before the next message, which goes through."""
+    """A reused connection the server hung up on shows at MAIL FROM, before DATA, when the server cannot
+    have the message: it goes over a new connection at once, and the server has it exactly once."""
     channel = smtp_channel(smtp_server)
     channel.send(an_email("before"))
     smtp_server.drop_connections()
@@ -272,6 +274,30 @@ def test_smtp_reconnects_once_when_the_server_closed_the_connection(smtp_server:
         message_id("after", "example.org"),
     ]
     assert smtp_server.connections == 2
+
+
+def test_smtp_reconnects_once_when_the_server_closes_a_reused_connection_with_421(
+    smtp_server: SmtpServer,
+) -> None:
+    """421 at MAIL FROM ("closing the channel", e.g. a per-connection limit) on a reused connection: the
+    message goes over a new connection at once. On a new connection 421 stays a transient error."""
+    channel = smtp_channel(smtp_server)
+    channel.send(an_email("first"))
+    smtp_server.reject_next(421, at="mail")
+    channel.send(an_email("second"))
+    channel.close()
+    assert [m.parsed()["Message-ID"] for m in smtp_server.messages] == [
+        message_id("first", "example.org"),
+        message_id("second", "example.org"),
+    ]
+    assert smtp_server.connections == 2
+
+    fresh = smtp_channel(smtp_server)
+    smtp_server.reject_next(421, at="mail")
+    with pytest.raises(TransientDeliveryError) as caught:
+        fresh.send(an_email("third"))
+    fresh.close()
+    assert caught.value.code == "421" and len(smtp_server.messages) == 2
 
 
 def test_smtp_logs_in_when_a_user_is_given(smtp_server: SmtpServer) -> None:

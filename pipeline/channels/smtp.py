@@ -3,9 +3,10 @@
 Thread-safety: an `SmtpChannel` holds one live connection and is NOT thread-safe. Give each worker thread
 its own instance (e.g. in a `threading.local`); `close()` it when the thread ends.
 
-Reuse: before a message goes over a connection that has been used before, a NOOP checks that the server has
-not closed it (idle timeouts, per-connection limits); if it has, the channel reconnects once. The check comes
-before any of the message is sent, so reconnecting can never send a message twice.
+Reuse: a message goes straight over the connection the last one used (no NOOP first: a round trip per
+message). A server that has closed it meanwhile (idle timeouts, per-connection limits) shows it at MAIL
+FROM, before DATA, when it cannot have the message: the channel reconnects once and sends it then, so
+reconnecting can never send a message twice.
 
 Errors: SMTP 4xx -> TransientDeliveryError, 5xx -> PermanentDeliveryError (code = the SMTP code);
 timeouts and network errors -> TransientDeliveryError. Where the silence fell decides what a retry risks:
@@ -61,7 +62,18 @@ class SmtpChannel:
     def send(self, message: EmailMessage) -> Receipt:
         # The bytes DATA carries, made directly (mime.mime_bytes); addresses are ASCII (build_mime's rule).
         data = mime_bytes(message, sender=self.sender, reply_to=self.reply_to)
+        try:
+            self._send(message, data)
+        except _HungUp:
+            log.info("smtp connection to %s:%s was closed by the server; reconnecting", self.host, self.port)
+            self._send(message, data)
+        provider_id = message_id(message.key, domain_of(self.sender))
+        log.debug("smtp accepted %s as %s", message.key, provider_id)  # the worker logs the send at info
+        return Receipt(provider_id=provider_id, status="sent")
+
+    def _send(self, message: EmailMessage, data: bytes) -> None:
         conn: _Tracked | None = None
+        reused = self._conn is not None and self._used
         try:
             conn = self._ready_connection()
             self._used = True
@@ -70,11 +82,12 @@ class SmtpChannel:
         except DeliveryError:
             raise
         except Exception as e:
+            after_data = bool(conn and conn.data_started)
+            if reused and not after_data and _hung_up(e):
+                self._drop()
+                raise _HungUp from e
             self._drop_if_broken(e)
-            raise _translate(e, message.key, after_data=bool(conn and conn.data_started)) from e
-        provider_id = message_id(message.key, domain_of(self.sender))
-        log.debug("smtp accepted %s as %s", message.key, provider_id)  # the worker logs the send at info
-        return Receipt(provider_id=provider_id, status="sent")
+            raise _translate(e, message.key, after_data=after_data) from e
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -85,21 +98,15 @@ class SmtpChannel:
                 conn.close()  # the server went first; nothing left to say
 
     def _ready_connection(self) -> _Tracked:
-        if self._conn is not None and self._used and not self._alive(self._conn):
-            log.info("smtp connection to %s:%s was closed by the server; reconnecting", self.host, self.port)
-            self._conn.close()
-            self._conn = None
         if self._conn is None:
             self._conn = self._connect()
             self._used = False
         return self._conn
 
-    @staticmethod
-    def _alive(conn: smtplib.SMTP) -> bool:
-        try:
-            return conn.noop()[0] == 250
-        except (smtplib.SMTPServerDisconnected, OSError):
-            return False
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _connect(self) -> _Tracked:
         context = self.ssl_context or ssl.create_default_context()
@@ -128,6 +135,18 @@ class SmtpChannel:
         if not in_step and self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class _HungUp(Exception):
+    """A reused connection turned out closed before DATA: send again over a new one."""
+
+
+def _hung_up(error: Exception) -> bool:
+    """The server closed the connection (or says it is closing it, 421): not a timeout, not a refusal."""
+    if isinstance(error, smtplib.SMTPResponseException):
+        return error.smtp_code == 421
+    timeout = isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
+    return not timeout and isinstance(error, smtplib.SMTPServerDisconnected | OSError)
 
 
 class _Tracked(smtplib.SMTP):
