@@ -54,6 +54,7 @@ class SmtpChannel:
         self.host, self.port, self.security = host, port, security
         self.user, self.password = user, password
         self.sender, self.reply_to, self.timeout = sender, reply_to, timeout
+        self._envelope_sender = parseaddr(sender)[1]  # MAIL FROM: the address of the From header
         self.ssl_context = ssl_context
         self.local_hostname = local_hostname
         self._conn: _Tracked | None = None
@@ -78,7 +79,7 @@ class SmtpChannel:
             conn = self._ready_connection()
             self._used = True
             conn.data_started = False
-            conn.sendmail(parseaddr(self.sender)[1], [message.to], data)
+            conn.sendmail(self._envelope_sender, [message.to], data)
         except DeliveryError:
             raise
         except Exception as e:
