@@ -210,11 +210,55 @@ class _CheckedLoader(jinja2.FileSystemLoader):
         return source, filename, checked_uptodate
 
 
+# Partials that print the event alone, and the only names they see: each is rendered once per version of
+# the event file and language (its `days` and `stops` are those of `event_context`) and reused by every
+# message that includes it. A partial that reads anything else fails (StrictUndefined), so `kallelse
+# check` says so, instead of one delegate's value being shown to the next.
+SHARED_PARTIALS: dict[str, tuple[str, ...]] = {
+    "_programme.txt": ("days", "stops", "lang"),
+    "_programme.html": ("days", "stops", "lang"),
+}
+
+
+class _Loader(_CheckedLoader):
+    def load(self, environment, name, globals=None):
+        template = super().load(environment, name, globals)
+        if name in SHARED_PARTIALS:
+            template.root_render_func = _rendered_once(template, SHARED_PARTIALS[name])
+        return template
+
+
+def _rendered_once(template: jinja2.Template, names: tuple[str, ...]) -> Callable[..., Iterable[str]]:
+    """The partial's render function, made to render once per (days, stops, lang) objects and replay
+    the text and the unconfirmed facts it showed. A new version of the partial's file is a new template,
+    so a new cache."""
+    render = template.root_render_func
+    made: dict[tuple[int, ...], tuple[tuple[Any, ...], str, frozenset[str]]] = {}
+
+    def root(context: jinja2.runtime.Context) -> Iterable[str]:
+        values = tuple(context.get(name) for name in names)
+        key = tuple(map(id, values))
+        hit = made.get(key)
+        # The values are kept with the text, so an id is never reused for other objects while cached.
+        if hit is None or any(a is not b for a, b in zip(hit[0], values, strict=True)):
+            own = template.new_context(dict(zip(names, values, strict=True)))
+            text, shown = facts_shown(lambda: "".join(render(own)))
+            if len(made) >= 32:  # old versions of the event: a worker runs for weeks
+                made.clear()
+            made[key] = hit = (values, text, frozenset(shown))
+        seen = _shown.get()
+        if seen is not None:
+            seen.update(hit[2])
+        yield hit[1]
+
+    return root
+
+
 def make_env(templates_dir: Path, check_every: float = 0.0) -> jinja2.Environment:
     """A jinja2 environment: missing variables fail, HTML parts are escaped, filters know the language.
     With `check_every` an edited template is picked up within that many seconds, not at once."""
     env = jinja2.Environment(
-        loader=_CheckedLoader(templates_dir, check_every),
+        loader=_Loader(templates_dir, check_every),
         undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
         trim_blocks=True,

@@ -7,6 +7,7 @@ import itertools
 import os
 import random
 import re
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from pipeline.render import (
     build_context,
     check_templates,
     event_context,
+    facts_shown,
     make_env,
     render_email,
     render_sms,
@@ -292,6 +294,48 @@ def test_the_context_has_local_times_and_the_delegates_session(event):
     assert ctx["stop"].time == datetime(2021, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
     assert str(ctx["session"].room) == "lokalen meddelas senare"
     assert [d.date.day for d in ctx["days"]] == [25, 26]
+
+
+def test_the_programme_rendered_once_for_many_emails_is_what_each_would_render_itself(event):
+    """Workers share one context per event version and language, so the programme partials are rendered
+    once and reused: every email is still the one a fresh render gives, with its own name and links."""
+    shared = {lang: event_context(event, lang) for lang in ("sv", "en")}
+    signer = LinkSigner("a secret long enough for the tests", "https://kallelse.example.se")
+    cached_env, fresh_env = make_env(ROOT / "templates"), make_env(ROOT / "templates")
+    twins = [dataclasses.replace(d, language=lang) for d in DELEGATES if d.email for lang in ("sv", "en")]
+    for template in ("invitation", "practical"):
+        for delegate in twins * 2:  # the second round comes from the cache
+            links = signer.links_for(delegate.id)
+            kwargs = {"key": f"k:{delegate.id}", "links": links, "extra": EXTRA}
+            lang = delegate.language
+            cached = render_email(cached_env, event, delegate, template, shared=shared[lang], **kwargs)
+            fresh = render_email(fresh_env, event, delegate, template, **kwargs)  # its own context
+            assert cached == fresh
+            assert delegate.first_name in cached.text and links["optout_url"] in cached.html
+
+
+def test_a_cached_programme_still_reports_the_unconfirmed_facts_it_shows(env, event):
+    """`kallelse check` learns what a message shows by rendering it: a programme from the cache reports
+    the airport's unconfirmed address as the first render did."""
+    shared = event_context(event, "sv")
+    hotel = DELEGATES[0]
+    for _ in range(2):
+        _, seen = facts_shown(
+            lambda: render_email(env, event, hotel, "invitation", key="k", links=LINKS, shared=shared)
+        )
+        assert "stops.airport.address" in seen
+
+
+def test_a_programme_partial_sees_only_the_days_the_stops_and_the_language(tmp_path, event):
+    """What is rendered once for everyone cannot show one delegate's name: a partial that reads anything
+    but days, stops and lang fails, so `kallelse check` reports it before anything is sent."""
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    partial = tmp_path / "templates" / "_programme.txt"
+    partial.write_text(partial.read_text(encoding="utf-8") + "{{ first_name }}\n", encoding="utf-8")
+    with pytest.raises(jinja2.UndefinedError, match="first_name"):
+        render_email(
+            make_env(tmp_path / "templates"), event, DELEGATES[0], "invitation", key="k", links=LINKS
+        )
 
 
 # -- the calendar file -------------------------------------------------------------------------------
