@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -96,28 +95,52 @@ def serve_twilio(latency: float) -> None:
 
 
 def serve_smtp() -> None:
-    import socket
+    """An SMTP sink on asyncio that reads a message's DATA in one piece: aiosmtpd (the tests' real server)
+    handles DATA line by line, 2–3 ms of CPU for a 22 KB invitation of 436 lines, as much as kallelse
+    spends making it, which on 2 shared cores would make the sink the figure. It speaks what smtplib
+    uses: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT."""
+    import asyncio
 
-    from aiosmtpd.controller import Controller
+    count = 0
 
-    class Sink:
-        count = 0
-        lock = threading.Lock()
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        writer.write(b"220 sink ESMTP\r\n")
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    await reader.readuntil(b"\r\n.\r\n")
+                    count += 1
+                    writer.write(b"250 OK\r\n")
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    break
+                elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                    writer.write(b"250 OK\r\n")
+                else:
+                    writer.write(b"502 not here\r\n")
+                await writer.drain()
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError):
+            pass  # the client hung up, or the sink stops
+        finally:
+            writer.close()
 
-        async def handle_DATA(self, server, session, envelope) -> str:
-            with self.lock:
-                Sink.count += 1
-            return "250 OK"
+    async def main() -> None:
+        server = await asyncio.start_server(session, "127.0.0.1", 0, backlog=1024, limit=16 << 20)
+        print("127.0.0.1", server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        server.close()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
-    controller.start()
-    print("127.0.0.1", port, flush=True)
-    sys.stdin.read()
-    controller.stop()
-    print(json.dumps({"received": Sink.count}), flush=True)
+    asyncio.run(main())
+    print(json.dumps({"received": count}), flush=True)
 
 
 if __name__ == "__main__":
