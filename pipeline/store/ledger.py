@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Result, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import BigInteger, Result, String, Table, bindparam, func, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -369,29 +370,42 @@ _CLAIM = (
     )
     .returning(*_CLAIMED_COLUMNS)
 )
+# sending → sent, with the provider's id: the same values whichever statement writes them. The guard is
+# not IN (…): an expanding list cannot be executed for many rows at once.
+_FROM_SENDING = or_(*(_LEDGER.c.state == state for state in allowed_sources([S.SENDING], S.SENT)))
+
+
+def _sent_values(provider_id) -> dict:
+    return {
+        "state": S.SENT,
+        "provider_id": provider_id,
+        "sent_at": _NOW,
+        "reason": "",
+        "error_code": None,
+        "updated_at": _NOW,
+    }
+
+
+# SQLite: one prepared statement, run for each row.
 _RECORD_SENT = (
     update(_LEDGER)
-    .where(_LEDGER.c.id == bindparam("row_id"))
-    # Not IN (…): an expanding list cannot be executed for many rows at once.
-    .where(or_(*(_LEDGER.c.state == state for state in allowed_sources([S.SENDING], S.SENT))))
-    .values(
-        state=S.SENT,
-        provider_id=bindparam("sid"),
-        sent_at=_NOW,
-        reason="",
-        error_code=None,
-        updated_at=_NOW,
-    )
+    .where(_LEDGER.c.id == bindparam("row_id"), _FROM_SENDING)
+    .values(_sent_values(bindparam("sid")))
 )
-
-_RECORD_SENT_PG = text(
-    "UPDATE ledger SET state = :sent, provider_id = v.sid, sent_at = :now, reason = '', error_code = NULL, "
-    "updated_at = :now FROM unnest(CAST(:ids AS bigint[]), CAST(:sids AS text[])) AS v(id, sid) "
-    "WHERE ledger.id = v.id AND ledger.state IN :sources"
-).bindparams(
-    _NOW,
-    bindparam("sent", S.SENT.value),
-    bindparam("sources", [s.value for s in allowed_sources([S.SENDING], S.SENT)], expanding=True),
+# PostgreSQL: one statement for the whole batch (planned once, not once per row), the ids and provider ids
+# as two arrays: UPDATE ledger … FROM unnest(:ids, :sids) AS v(id, sid).
+_SENT_PAIRS = (
+    func.unnest(
+        sql_cast(bindparam("ids"), postgresql.ARRAY(BigInteger)),
+        sql_cast(bindparam("sids"), postgresql.ARRAY(String)),
+    )
+    .table_valued("id", "sid")
+    .render_derived(name="v")
+)
+_RECORD_SENT_PG = (
+    update(_LEDGER)
+    .where(_LEDGER.c.id == _SENT_PAIRS.c.id, _FROM_SENDING)
+    .values(_sent_values(_SENT_PAIRS.c.sid))
 )
 
 
@@ -421,14 +435,11 @@ def queued_of_channel(session: Session, ids: Sequence[int], channel: str) -> set
 
 
 def mark_sent_many(session: Session, provider_ids: dict[int, str], now: datetime) -> int:
-    """sending → sent for many rows in one round trip (one prepared statement, executed for each row with
-    its provider id); returns how many moved. A row no longer in `sending` (already recorded) is left as
-    it is."""
+    """sending → sent for many rows in one round trip, each with its provider id; returns how many moved.
+    A row no longer in `sending` (already recorded) is left as it is."""
     if not provider_ids:
         return 0
-    if (
-        session.get_bind().dialect.name == "postgresql"
-    ):  # one statement: PostgreSQL plans it once, not 25 times
+    if session.get_bind().dialect.name == "postgresql":
         arrays = {"ids": list(provider_ids), "sids": list(provider_ids.values()), "now": now}
         return rowcount(session.execute(_RECORD_SENT_PG, arrays))
     each = [{"row_id": row_id, "sid": sid, "now": now} for row_id, sid in provider_ids.items()]
@@ -446,17 +457,7 @@ def _move(session: Session, row_id: int, sources: Iterable[LedgerState], to: Led
 
 
 def mark_sent(session: Session, row_id: int, provider_id: str, now: datetime) -> bool:
-    return _move(
-        session,
-        row_id,
-        [S.SENDING],
-        S.SENT,
-        provider_id=provider_id,
-        sent_at=now,
-        reason="",
-        error_code=None,
-        updated_at=now,
-    )
+    return mark_sent_many(session, {row_id: provider_id}, now) == 1
 
 
 def mark_retry(
