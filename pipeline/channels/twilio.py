@@ -41,7 +41,6 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import (
     ConnectTimeoutError,
-    NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
     SSLError,
@@ -78,14 +77,12 @@ class _RequestsClient(_RetryAfter, TwilioHttpClient):
     """The library's own client (a requests Session): used when the environment names a proxy."""
 
 
-class _Urllib3Client(HttpClient):
+class _Urllib3Http(HttpClient):
     """The library's HttpClient interface over one urllib3 pool, without requests' per-call preparation.
 
     Failures are raised as the requests exceptions the library's own client raises for them, so `_translate`
     reads both alike: a read timeout, a connection dropped after the request went out (may be sent), and a
     connection never made (nothing reached Twilio)."""
-
-    retry_after: float | None = None  # as _RetryAfter's
 
     def __init__(self, timeout: float, logger: logging.Logger):
         super().__init__(logger, False, timeout)
@@ -114,7 +111,6 @@ class _Urllib3Client(HttpClient):
             body = urlencode(_present(data), doseq=True)
             fields["Content-Type"] = "application/x-www-form-urlencoded"
         limit = self.timeout if timeout is None else timeout
-        self.retry_after = None
         try:
             origin, path = _split(url)
             pool = self.pools.get(origin) or self.pools.setdefault(origin, _pool(origin))
@@ -123,7 +119,9 @@ class _Urllib3Client(HttpClient):
             )
         except ReadTimeoutError as e:
             raise requests.ReadTimeout(e) from e
-        except (NewConnectionError, ConnectTimeoutError) as e:  # before ProtocolError: nothing was sent
+        except (
+            ConnectTimeoutError
+        ) as e:  # refused, unresolvable (NewConnectionError) or too slow: nothing sent
             raise requests.ConnectionError(e) from e
         except SSLError as e:  # the handshake failed: nothing was sent
             raise requests.exceptions.SSLError(e) from e
@@ -131,8 +129,11 @@ class _Urllib3Client(HttpClient):
             raise requests.ConnectionError(e) from e
         except urllib3.exceptions.HTTPError as e:  # anything else went wrong after the request went out
             raise requests.ConnectionError(ProtocolError(str(e))) from e
-        self.retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
         return Response(answer.status, answer.data.decode("utf-8"), answer.headers)
+
+
+class _Urllib3Client(_RetryAfter, _Urllib3Http):
+    """The client TwilioSms uses unless a proxy is configured."""
 
 
 def _split(url: str) -> tuple[str, str]:
