@@ -165,17 +165,19 @@ def keep_together(value: Any) -> Any:
     """For HTML output: abbreviation endings joined by a non-breaking hyphen."""
     if type(value) is str:  # Markup (equal to its str) keeps the uncached path: never mix the two
         return _kept_together(value)
-    if isinstance(value, str) and "://" not in value:  # never touch a link: its token may match
-        return _ABBREVIATION_ENDING.sub(lambda m: f"{m[1]}{NB_HYPHEN}{m[2]}", value)
+    if isinstance(value, str):
+        return _join_endings(value)
     return value
 
 
-@lru_cache(maxsize=4096)
-def _kept_together(value: str) -> str:
-    # Every value an HTML part prints passes here; most are the event's own words, the same each time.
+def _join_endings(value: str) -> str:
     if "://" in value:  # never touch a link: its token may match
         return value
     return _ABBREVIATION_ENDING.sub(lambda m: f"{m[1]}{NB_HYPHEN}{m[2]}", value)
+
+
+# Every value an HTML part prints passes here; most are the event's own words, the same each time.
+_kept_together = lru_cache(maxsize=4096)(_join_endings)
 
 
 def language_code(lang: str) -> str:
