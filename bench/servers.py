@@ -84,14 +84,11 @@ def serve_twilio(latency: float) -> None:
         finally:
             writer.close()
 
-    async def main() -> None:
-        server = await asyncio.start_server(connection, "127.0.0.1", 0, backlog=1024, limit=1 << 20)
-        port = server.sockets[0].getsockname()[1]
-        print(f"http://127.0.0.1:{port}", fake.account_sid, fake.auth_token, flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        server.close()
-
-    asyncio.run(main())
+    asyncio.run(
+        _serve(
+            connection, 1 << 20, lambda port: f"http://127.0.0.1:{port} {fake.account_sid} {fake.auth_token}"
+        )
+    )
 
 
 def serve_smtp() -> None:
@@ -133,14 +130,19 @@ def serve_smtp() -> None:
         finally:
             writer.close()
 
-    async def main() -> None:
-        server = await asyncio.start_server(session, "127.0.0.1", 0, backlog=1024, limit=16 << 20)
-        print("127.0.0.1", server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        server.close()
-
-    asyncio.run(main())
+    asyncio.run(_serve(session, 16 << 20, lambda port: f"127.0.0.1 {port}"))
     print(json.dumps({"received": count}), flush=True)
+
+
+async def _serve(handle, limit: int, announce) -> None:
+    """Serve `handle` on a free port of 127.0.0.1, print `announce(port)` for the benchmark to read, and stop
+    when stdin closes."""
+    import asyncio
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024, limit=limit)
+    print(announce(server.sockets[0].getsockname()[1]), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    server.close()
 
 
 if __name__ == "__main__":
