@@ -475,9 +475,14 @@ def memory(args) -> dict:
     return result
 
 
+def _stat(text: str) -> tuple[int, str, float]:
+    """/proc/<pid>/stat as (parent pid, name, CPU seconds: user + system)."""
+    name, rest = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+    return int(rest[1]), name, (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat(Path(f"/proc/{pid}/stat").read_text())[2]
 
 
 def _stats() -> dict[int, tuple[int, str, float]]:
@@ -486,15 +491,9 @@ def _stats() -> dict[int, tuple[int, str, float]]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                text = (entry / "stat").read_text()
-            except OSError:
+                out[int(entry.name)] = _stat((entry / "stat").read_text())
+            except OSError:  # it ended meanwhile
                 continue
-            name, rest = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
-            out[int(entry.name)] = (
-                int(rest[1]),
-                name,
-                (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK"),
-            )
     return out
 
 
