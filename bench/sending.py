@@ -58,6 +58,21 @@ def load_avg() -> list[str]:
     return Path("/proc/loadavg").read_text().split()[:3]
 
 
+def machine() -> dict:
+    """What ran the figures: the same benchmark on another machine of the same kind has differed by 2×,
+    so a figure is compared with the ceilings measured in its own run, never with another machine's."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"cpu": model, "cores": os.cpu_count(), "commit": commit.stdout.strip() or "unknown"}
+
+
 # -- the set-up ---------------------------------------------------------------------------------------
 
 
@@ -592,7 +607,10 @@ def main() -> None:
             print(f"-- run {run + 1} of {args.times}", flush=True)
         result = COMMANDS[args.command](args)
         result.update(
-            command=args.command, label=args.label, at=datetime.now(UTC).isoformat(timespec="seconds")
+            command=args.command,
+            label=args.label,
+            at=datetime.now(UTC).isoformat(timespec="seconds"),
+            machine=machine(),
         )
         for name, value in result.items():
             say(name, value)
