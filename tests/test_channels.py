@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -233,6 +234,15 @@ def test_phone_numbers_are_masked_for_logs() -> None:
 # -- SMTP ---------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["pipelining", "one command at a time"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpServer]:
+    """The SMTP tests run against a server that offers PIPELINING and one that does not: the channel
+    sends MAIL, RCPT and DATA in one write to the first, one by one to the second."""
+    server = SmtpServer(pipelining=request.param == "pipelining").start()
+    yield server
+    server.stop()
+
+
 def test_smtp_delivers_the_message_to_a_real_smtp_server(smtp_server: SmtpServer) -> None:
     """The server gets the envelope and a MIME message whose Message-ID is the receipt's provider id."""
     channel = smtp_channel(smtp_server)
@@ -420,6 +430,55 @@ def test_smtp_server_that_never_greets_times_out_as_a_transient_error() -> None:
         with pytest.raises(TransientDeliveryError) as caught:
             channel.send(an_email())
     assert caught.value.code == "timeout"
+
+
+def test_smtp_sends_mail_rcpt_and_data_without_waiting_when_the_server_offers_pipelining() -> None:
+    """A server offering PIPELINING that answers nothing until it has read MAIL, RCPT and DATA: the
+    channel must have sent all three before its first reply, or it would wait out its timeout."""
+    server = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def talk() -> None:
+        conn, _ = server.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 strict ESMTP\r\n")
+            lines.readline()
+            conn.sendall(b"250-strict\r\n250 PIPELINING\r\n")
+            got.extend(lines.readline() for _ in range(3))  # nothing answered until DATA has come
+            conn.sendall(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+            while (line := lines.readline()) != b".\r\n":
+                got.append(line)
+            conn.sendall(b"250 queued\r\n")
+            lines.readline()  # QUIT
+            conn.sendall(b"221 bye\r\n")
+
+    thread = threading.Thread(target=talk, daemon=True)
+    thread.start()
+    channel = SmtpChannel("127.0.0.1", server.getsockname()[1], security="none", sender=SENDER, timeout=2)
+    channel.send(an_email())
+    channel.close()
+    thread.join(2)
+    server.close()
+    assert got[:3] == [
+        b"MAIL FROM:<kallelse@example.org>\r\n",
+        b"RCPT TO:<asa.oberg@example.se>\r\n",
+        b"DATA\r\n",
+    ]
+    assert parse(b"".join(got[3:]))["Message-ID"] == message_id(an_email().key, "example.org")
+
+
+def test_smtp_lines_that_begin_with_a_dot_arrive_as_written(smtp_server: SmtpServer) -> None:
+    """Dot-stuffing (RFC 5321 4.5.2): a line of the body that begins with "." gets a second one on the
+    wire, which the server takes off again; a lone "." does not end the message early."""
+    text = ".\n..två punkter\n.en punkt\nslut\n.\n"
+    channel = smtp_channel(smtp_server)
+    channel.send(an_email(text=text, html=f"<pre>\n{text}</pre>\n"))
+    channel.close()
+
+    (received,) = smtp_server.messages
+    body = received.parsed()
+    assert body.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    assert body.get_body(("html",)).get_content().replace("\r\n", "\n") == f"<pre>\n{text}</pre>\n"
 
 
 @pytest.mark.parametrize(
