@@ -53,6 +53,7 @@ _LINKS: dict[str, tuple[str, str | None]] = {
     "optout_url": ("u", "optout"),
     "programme_url": ("program", None),
 }
+LINK_NAMES = frozenset(_LINKS)  # what a template finds in `links`
 
 
 class Links(Mapping[str, str]):

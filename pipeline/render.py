@@ -19,7 +19,9 @@ import contextvars
 import dataclasses
 import json
 import re
+import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -30,9 +32,11 @@ from typing import Any
 import jinja2
 import markupsafe
 import phonenumbers
+from jinja2 import nodes
 
 from pipeline.channels.base import Attachment, EmailMessage, SmsMessage
 from pipeline.delegates import Delegate
+from pipeline.links import LINK_NAMES
 from pipeline.sms import one_line, sms_segments, sms_text
 from pipeline.timetable import Contact, Event, Item, Language, Rule, Stop, Text
 
@@ -224,9 +228,16 @@ SHARED_PARTIALS: dict[str, tuple[str, ...]] = {
 
 class _Loader(_CheckedLoader):
     def load(self, environment, name, globals=None):
-        template = super().load(environment, name, globals)
+        # BaseLoader.load without a bytecode cache (we configure none), keeping the parse tree: whether the
+        # template prints a delegate's own values and nothing more is read off the very source compiled.
+        source, filename, uptodate = self.get_source(environment, name)
+        tree = environment.parse(source, name, filename)
+        code = environment.compile(tree, name, filename)
+        template = environment.template_class.from_code(environment, code, globals or {}, uptodate)
         if name in SHARED_PARTIALS:
             template.root_render_func = _rendered_once(template, SHARED_PARTIALS[name])
+        _PRINTS_PERSONAL_ONLY[template] = _prints_personal_only(tree)
+        template.root_render_func = _recorded(template, template.root_render_func)
         return template
 
 
@@ -256,6 +267,31 @@ def _rendered_once(template: jinja2.Template, names: tuple[str, ...]) -> Callabl
     return root
 
 
+def _recorded(
+    template: jinja2.Template, render: Callable[..., Iterable[str]]
+) -> Callable[..., Iterable[str]]:
+    """The render function, noting the template in `_rendered_from` when someone listens (`EmailTemplate`
+    wants every file an email came from: the main one, what it extends and includes)."""
+
+    def root(context: jinja2.runtime.Context) -> Iterable[str]:
+        seen = _rendered_from.get()
+        if seen is not None:
+            seen.append(template)
+        yield from render(context)
+
+    return root
+
+
+_rendered_from: contextvars.ContextVar[list[jinja2.Template] | None] = contextvars.ContextVar(
+    "rendered_from", default=None
+)
+
+
+def _finalize(html: bool, value: Any) -> Any:
+    """What `{{ value }}` prints before escaping: in HTML, abbreviation endings kept together."""
+    return keep_together(value) if html else value
+
+
 def make_env(templates_dir: Path, check_every: float = 0.0) -> jinja2.Environment:
     """A jinja2 environment: missing variables fail, HTML parts are escaped, filters know the language.
     With `check_every` an edited template is picked up within that many seconds, not at once."""
@@ -266,9 +302,7 @@ def make_env(templates_dir: Path, check_every: float = 0.0) -> jinja2.Environmen
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
-        finalize=jinja2.pass_context(
-            lambda ctx, value: keep_together(value) if (ctx.name or "").endswith(".html") else value
-        ),
+        finalize=jinja2.pass_context(lambda ctx, value: _finalize((ctx.name or "").endswith(".html"), value)),
     )
     # Filters take the language from the template's context unless one is passed explicitly.
     env.filters["clock"] = jinja2.pass_context(lambda ctx, at, lang=None: clock(at, _ctx_lang(ctx, lang)))
@@ -587,21 +621,166 @@ def render_email(
     shared: Mapping[str, Any] | None = None,
 ) -> EmailMessage:
     """The three parts of `template` in the delegate's language, with the .ics attached when given."""
-    if not delegate.email:
-        raise ValueError(f"delegate {delegate.id} has no email address")
-    context = build_context(event, delegate, None, links, extra, shared)
-    lang = context["lang"]
-    attachments = (_ics_attachment(event, ics),) if ics is not None else ()
-    return EmailMessage(
-        key=key,
-        to=delegate.email,
-        to_name=delegate.name,
-        subject=one_line(_render(env, template_path(lang, template, "subject.txt"), context)),
-        text=_render(env, template_path(lang, template, "txt"), context).strip() + "\n",
-        html=_render(env, template_path(lang, template, "html"), context),
-        attachments=attachments,
-        headers=unsubscribe_headers(links),
-    )
+    made = email_template(env, event, template, email_profile(delegate), extra, shared)
+    return made.message(delegate, key=key, links=links, ics=ics)
+
+
+# -- one email for the many delegates of a profile ----------------------------------------------------
+
+# What differs between delegates whose emails have one profile (`email_profile`). An email is rendered once
+# per profile when its templates print these as they are (`{{ first_name }}`, `{{ links.rsvp_url }}`) and
+# do nothing else with them: no filter, test, comparison, macro or captured block can then make the text
+# depend on them in any other way, so filling them in gives what rendering for the delegate gives.
+_PERSONAL = frozenset({"name", "first_name", "links", "delegate"})
+_PRINTS_PERSONAL_ONLY: weakref.WeakKeyDictionary[jinja2.Template, bool] = weakref.WeakKeyDictionary()
+# Nodes whose output becomes a value (filtered, assigned, passed to a caller), and calls that print a block
+# as a value: a delegate's name inside them could be changed on its way out.
+_CAPTURES = (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)
+_BLOCK_CALLS = frozenset({"super", "self", "caller"})
+
+EmailProfile = tuple[str, str | None, bool, str]
+
+
+def email_profile(delegate: Delegate) -> EmailProfile:
+    """All of a delegate an email's context depends on, apart from what templates may only print."""
+    return (language_code(delegate.language), delegate.stop, delegate.dinner is True, delegate.role)
+
+
+def _prints_personal_only(tree: nodes.Template) -> bool:
+    """Does this template use a delegate's own values (`_PERSONAL`) only by printing them as they are?"""
+    if any(True for _ in tree.find_all(_CAPTURES)):
+        return False
+    for call in tree.find_all(nodes.Call):
+        called = call.node.node if isinstance(call.node, nodes.Getattr) else call.node
+        if isinstance(called, nodes.Name) and called.name in _BLOCK_CALLS:
+            return False
+    outputs = [child for output in tree.find_all(nodes.Output) for child in output.nodes]
+    printed = {id(name) for name in map(_hole_name, outputs) if name is not None}
+    return all(id(n) in printed for n in tree.find_all(nodes.Name) if n.name in _PERSONAL)
+
+
+def _hole_name(node: nodes.Node) -> nodes.Name | None:
+    """The Name node of `{{ first_name }}`, `{{ name }}` or `{{ links.rsvp_url }}` (a link that exists)."""
+    if isinstance(node, nodes.Name) and node.name in ("name", "first_name"):
+        return node
+    if isinstance(node, nodes.Getattr):
+        link = node.attr
+    elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        link = node.arg.value
+    else:
+        return None
+    of = node.node
+    return of if link in LINK_NAMES and isinstance(of, nodes.Name) and of.name == "links" else None
+
+
+# A hole in a profile's text: private-use characters around this process's nonce, so no event text can
+# look like one; nothing a template does to a printed value (escaping, keep_together) changes it.
+_NONCE = secrets.token_hex(6)
+_HOLE = re.compile(f"\ue000{_NONCE}:([a-z_.]+)\ue001")
+
+
+def _hole(name: str) -> str:
+    return f"\ue000{_NONCE}:{name}\ue001"
+
+
+_HOLE_LINKS = {name: _hole(f"links.{name}") for name in LINK_NAMES}
+_EMAIL_PARTS = ("subject.txt", "txt", "html")
+
+
+@dataclass(frozen=True)
+class EmailTemplate:
+    """`template`'s email for every delegate of one profile. Rendered once with holes where a delegate's
+    name and links go, `message` fills them in: the same message as rendering it for the delegate, at a
+    fraction of the CPU (a worker sends the invitation to thousands with a handful of profiles). When a
+    template does more with those values than print them, `parts` is None and each delegate is rendered
+    in full."""
+
+    env: jinja2.Environment
+    event: Event
+    template: str
+    lang: str
+    extra: Mapping[str, Any] | None
+    shared: Mapping[str, Any] | None
+    parts: tuple[tuple[str, ...], ...] | None  # per part: text, hole, text, …, text (`_HOLE.split`)
+    sources: tuple[jinja2.Template, ...]  # every template file it was rendered from
+
+    def message(
+        self, delegate: Delegate, *, key: str, links: Mapping[str, str], ics: bytes | None = None
+    ) -> EmailMessage:
+        if not delegate.email:
+            raise ValueError(f"delegate {delegate.id} has no email address")
+        if self.parts is None:
+            context = build_context(self.event, delegate, None, links, self.extra, self.shared)
+            texts = [
+                _render(self.env, template_path(self.lang, self.template, p), context) for p in _EMAIL_PARTS
+            ]
+        else:
+            own = {"name": delegate.name, "first_name": delegate.first_name}
+
+            def value(hole: str) -> Any:  # a missing link is jinja's StrictUndefined, as when rendered
+                return self.env.getattr(links, hole[6:]) if hole.startswith("links.") else own[hole]
+
+            texts = [
+                _fill(parts, value, html=part == "html")
+                for part, parts in zip(_EMAIL_PARTS, self.parts, strict=True)
+            ]
+        subject, text, html = texts
+        return EmailMessage(
+            key=key,
+            to=delegate.email,
+            to_name=delegate.name,
+            subject=one_line(subject),
+            text=text.strip() + "\n",
+            html=html,
+            attachments=(_ics_attachment(self.event, ics),) if ics is not None else (),
+            headers=unsubscribe_headers(links),
+        )
+
+    def current(self) -> bool:
+        """Are the template files it came from still those in force (an organiser may edit them)?"""
+        return all(self.env.get_template(source.name) is source for source in self.sources if source.name)
+
+
+def email_template(
+    env: jinja2.Environment,
+    event: Event,
+    template: str,
+    of: EmailProfile,
+    extra: Mapping[str, Any] | None = None,
+    shared: Mapping[str, Any] | None = None,
+) -> EmailTemplate:
+    """`template`'s email for the delegates of profile `of` (see `EmailTemplate`)."""
+    lang, stop, dinner, role = of
+    # A delegate who is nothing but the profile, with holes for what templates may print of their own.
+    stand_in = Delegate(id="", name=_hole("name"), language=lang, stop=stop, dinner=dinner, role=role)  # type: ignore[arg-type]
+    context = build_context(event, stand_in, None, _HOLE_LINKS, extra, shared)
+    context["first_name"] = _hole("first_name")
+    texts, sources, plain = [], [], True
+    for part in _EMAIL_PARTS:
+        seen: list[jinja2.Template] = []
+        token = _rendered_from.set(seen)
+        try:
+            texts.append(_render(env, template_path(lang, template, part), context))
+        except Exception:  # the stand-in lacks what the template reads: render each delegate in full
+            plain = False
+        finally:
+            _rendered_from.reset(token)
+        html = part == "html"
+        sources += seen
+        plain = plain and all(
+            _PRINTS_PERSONAL_ONLY.get(t, False) and (t.name or "").endswith(".html") == html for t in seen
+        )
+    parts = tuple(tuple(_HOLE.split(text)) for text in texts) if plain else None
+    return EmailTemplate(env, event, template, lang, extra, shared, parts, tuple(dict.fromkeys(sources)))
+
+
+def _fill(parts: tuple[str, ...], value: Callable[[str], Any], *, html: bool) -> str:
+    """A part's text with its holes filled in as `{{ value }}` prints them there."""
+    out = list(parts)
+    for i in range(1, len(out), 2):
+        filled = value(out[i])
+        out[i] = str(markupsafe.escape(_finalize(True, filled))) if html else str(filled)
+    return "".join(out)
 
 
 def unsubscribe_headers(links: Mapping[str, str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -166,14 +166,15 @@ class Runtime:
         # Templates are looked at for changes as often as the event file is (workers: once a second).
         return make_env(Path(self.settings.templates_dir), check_every=self.event_file.check_every)
 
-    def cached(self, key, make):
-        """A value derived from the current event only (the .ics), made once per version of the file."""
+    def cached(self, key, make, fresh: Callable[[Any], bool] | None = None):
+        """A value derived from the current event (the .ics, an email per profile), made once per version
+        of the file; made anew, too, when `fresh` says it no longer is (a template file was edited)."""
         self.event  # noqa: B018 - reloads the event when the file changed
         with self._lock:
             if self._cache_version != self.event_file.version:
                 self._cache, self._cache_version = {}, self.event_file.version
             value = self._cache.get(key)
-        if value is None:
+        if value is None or (fresh is not None and not fresh(value)):
             value = make()
             with self._lock:
                 self._cache[key] = value

@@ -24,6 +24,8 @@ from pipeline.links import LinkSigner
 from pipeline.render import (
     build_context,
     check_templates,
+    email_profile,
+    email_template,
     event_context,
     facts_shown,
     make_env,
@@ -31,7 +33,7 @@ from pipeline.render import (
     render_sms,
     short_when,
 )
-from pipeline.sms import Segments, sms_segments
+from pipeline.sms import Segments, one_line, sms_segments
 from pipeline.timetable import Event, load_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,6 +196,120 @@ def test_every_email_template_renders_in_both_languages_for_every_delegate(env, 
         assert "max-width:600px" in email.html
         assert "<script" not in email.html and "src=" not in email.html  # no external images or scripts
         assert "{{" not in email.text + email.html
+
+
+def rendered_in_full(env, event, delegate, template, extra=None) -> tuple[str, str, str]:
+    """Subject, text and HTML as rendering each template file for this very delegate gives them."""
+    context = build_context(event, delegate, None, LINKS, extra)
+    subject, text, html = (
+        env.get_template(f"{delegate.language}/{template}.{part}").render(context)
+        for part in ("subject.txt", "txt", "html")
+    )
+    return one_line(subject), text.strip() + "\n", html
+
+
+# Names with what HTML escapes, what keep_together joins, and spaces where a first name ends.
+ODD_NAMES = ('Åsa & <Berit> "Lind"', "KSO-er Nilsson", "  Ola  ", "O'Brien-Öst", "Ann‑Marie Ek")
+
+
+@pytest.mark.parametrize("template", [*RULE_TEMPLATES, "broadcast", "change_notice"])
+def test_an_email_rendered_once_per_profile_is_what_rendering_it_for_each_delegate_gives(
+    env, event, template
+):
+    """The shipped templates print a delegate's name and links as they are, so each email is rendered
+    once per profile (language, stop, dinner, role) and filled in: the very text of a full render."""
+    people = [dataclasses.replace(d, name=n) for d in DELEGATES if d.email for n in (d.name, *ODD_NAMES)]
+    people += [dataclasses.replace(d, dinner=True) for d in DELEGATES[:2]]
+    for delegate in each_language(people):
+        made = email_template(env, event, template, email_profile(delegate), EXTRA)
+        assert made.parts is not None  # the fast way, not the full render per delegate
+        email = made.message(delegate, key="k", links=LINKS)
+        assert (email.subject, email.text, email.html) == rendered_in_full(
+            env, event, delegate, template, EXTRA
+        )
+
+
+@pytest.mark.parametrize(
+    "greeting",
+    [
+        "{{ first_name|upper }}",
+        "{% if first_name == 'Åsa' %}Hej Åsa{% else %}Hej{% endif %}",
+        "{% set who = name %}{{ who }}",
+        "{% filter upper %}{{ first_name }}{% endfilter %}",
+        "{% macro hi() %}{{ first_name }}{% endmacro %}{{ hi() }}",
+        "{{ delegate.organisation }}",
+        "{{ 'Hej ' ~ first_name }}",
+        "{% for link in links %}{{ link }} {% endfor %}",
+    ],
+)
+def test_a_template_that_does_more_with_a_delegates_name_than_print_it_is_rendered_for_each(
+    event, tmp_path, greeting
+):
+    """Anything but printing a delegate's own value as it is (a filter, a test, an assignment, a macro)
+    could make the text depend on it: such an email is rendered in full for every delegate."""
+    (tmp_path / "sv").mkdir()
+    for part in ("subject.txt", "txt", "html"):
+        (tmp_path / "sv" / f"note.{part}").write_text(f"{greeting} {{{{ links.rsvp_url }}}}\n")
+    env = make_env(tmp_path)
+    for delegate in (DELEGATES[2], dataclasses.replace(DELEGATES[2], name="Berit Ek", organisation="Boden")):
+        made = email_template(env, event, "note", email_profile(delegate))
+        assert made.parts is None
+        email = made.message(delegate, key="k", links=LINKS)
+        assert (email.subject, email.text, email.html) == rendered_in_full(env, event, delegate, "note")
+
+
+def test_an_email_made_for_a_profile_knows_when_a_file_it_came_from_was_edited(event, tmp_path):
+    """`current()` looks at every file the email was rendered from, included ones too, so a worker that
+    keeps it for a profile renders it anew after an organiser's edit."""
+    shutil.copytree(ROOT / "templates", tmp_path, dirs_exist_ok=True)
+    env = make_env(tmp_path)
+    made = email_template(env, event, "invitation", email_profile(DELEGATES[0]))
+    assert made.current()
+    footer = tmp_path / "sv" / "_footer.html"
+    footer.write_text(footer.read_text().replace("Frågor?", "Undrar du något?"))
+    os.utime(footer, (time.time() + 5, time.time() + 5))
+    assert not made.current()
+    again = email_template(env, event, "invitation", email_profile(DELEGATES[0]))
+    assert "Undrar du något?" in again.message(DELEGATES[0], key="k", links=LINKS).html
+
+
+def test_a_worker_keeps_an_email_per_profile_until_a_file_it_came_from_is_edited(event, tmp_path):
+    """Two delegates of one profile each get their own name and links from the email the worker keeps for
+    the profile; after an edit of an included file the next email has the new words."""
+    from pipeline.runtime import Runtime
+    from pipeline.sending.worker import build_message
+    from pipeline.settings import Settings
+    from pipeline.store.models import LedgerRow
+
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path, event_file=ROOT / "config" / "event.toml",
+        templates_dir=tmp_path / "templates", public_url="https://kallelse.example.se",
+    )  # fmt: skip
+    rt = Runtime(settings)
+    pair = (DELEGATES[1], dataclasses.replace(DELEGATES[1], id="d-7", name="Per Ek", email="per@lulea.se"))
+
+    def sent(delegate: Delegate):
+        row = LedgerRow(key=f"k:{delegate.id}", rule="practical", channel="email", delegate_id=delegate.id)
+        return build_message(rt, row, delegate)
+
+    def unsigned(text: str) -> str:  # a token carries the second it was signed in
+        return re.sub(r"/u/[\w.-]+", "/u/TOKEN", text)
+
+    for delegate in pair:
+        email = sent(delegate)
+        context = build_context(event, delegate, None, rt.signer.links_for(delegate.id))
+        assert unsigned(email.html) == unsigned(
+            rt.templates.get_template("sv/practical.html").render(context)
+        )
+        token = re.search(r"/u/([\w.-]+)", email.text)[1]
+        assert (
+            f"Hej {delegate.first_name}" in email.text and rt.signer.read(token, "optout", 60) == delegate.id
+        )
+    footer = tmp_path / "templates" / "sv" / "_footer.txt"
+    footer.write_text(footer.read_text().replace("Frågor?", "Undrar du något?"))
+    os.utime(footer, (time.time() + 5, time.time() + 5))
+    assert "Undrar du något?" in sent(pair[0]).text
 
 
 SMS_TEMPLATES = (*RULE_TEMPLATES[:2], *RULE_TEMPLATES[3:], "broadcast", "change_notice")

@@ -330,10 +330,12 @@ def build_message(
     from pipeline.ics import calendar_template, profile
     from pipeline.render import (
         ICS_TEMPLATES,
+        EmailTemplate,
+        email_profile,
+        email_template,
         event_context,
         language_code,
         message_template,
-        render_email,
         render_sms,
     )
 
@@ -365,9 +367,14 @@ def build_message(
             ("ics", id(event), of, sequence), lambda: calendar_template(event, of, sequence=sequence)
         )
         ics = calendar.fill(rt.clock(), links["rsvp_url"])
-    return render_email(
-        rt.templates, event, delegate, template, key=row.key, links=links, extra=extra, ics=ics, shared=shared
+    # Rendered once per profile (language, stop, dinner, role) and kept while its template files are.
+    email_of = email_profile(delegate)
+    email = rt.cached(
+        ("email", row.rule, row.payload, email_of, id(event)),
+        lambda: email_template(rt.templates, event, template, email_of, extra, shared),
+        fresh=EmailTemplate.current,
     )
+    return email.message(delegate, key=row.key, links=links, ics=ics)
 
 
 def _applied_sequences(rt: Runtime, session) -> dict[str, int]:
