@@ -124,11 +124,75 @@ def test_mime_with_an_unusable_address_is_a_permanent_error() -> None:
     """No retry will make a malformed address valid."""
     with pytest.raises(PermanentDeliveryError):
         build_mime(an_email(to="asa oberg@@example"), sender=SENDER)
+    with pytest.raises(PermanentDeliveryError):
+        mime_bytes(an_email(to="asa oberg@@example"), sender=SENDER)
+
+
+def test_a_swedish_domain_goes_in_idna_and_swedish_letters_before_the_at_are_refused() -> None:
+    """Without SMTPUTF8 a header and RCPT carry a domain as `xn--…`; a local part cannot be written so,
+    which is a clear permanent error rather than a UnicodeEncodeError."""
+    idn = an_email(to="asa@räksmörgås.se")
+    assert (
+        parse(build_mime(idn, sender=SENDER).as_bytes())["To"].addresses[0].domain == "xn--rksmrgs-5wao1o.se"
+    )
+    assert parse(mime_bytes(idn, sender=SENDER))["To"].addresses[0].domain == "xn--rksmrgs-5wao1o.se"
+    for make in (build_mime, mime_bytes):
+        with pytest.raises(PermanentDeliveryError, match="SMTPUTF8") as caught:
+            make(an_email(to="åsa@example.se"), sender=SENDER)
+        assert caught.value.code == "address"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["a@b.se", "asa.oberg+kallelse@example.se", "x_%-y@sub-domain.example.co.uk", "1@2.3", "a-@b-.c-"],
+)
+def test_an_address_of_the_plain_shape_is_one_the_stdlib_parser_accepts_as_it_is(address: str) -> None:
+    """mime skips the slow stdlib parser for `_PLAIN_ADDRESS`: each such address must parse cleanly."""
+    from email.headerregistry import Address
+
+    from pipeline.channels.mime import _PLAIN_ADDRESS
+
+    assert _PLAIN_ADDRESS.fullmatch(address)
+    parsed = Address(addr_spec=address)
+    assert (parsed.username, parsed.domain) == tuple(address.split("@"))
+
+
+def test_quoted_printable_a_line_at_a_time_is_the_text_encoded_at_once() -> None:
+    """`_qp` encodes line by line and keeps the lines: the same bytes as encoding the whole text, the
+    first time and the next, whatever the white space, line ends and long lines (seeded random texts)."""
+    import binascii
+    import random
+
+    from pipeline.channels.mime import _qp
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        text = "".join(rng.choice("ab =.\t\r\n åä–€😀") for _ in range(rng.randint(0, 300)))
+        whole = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+        expected = binascii.b2a_qp(whole, istext=True).replace(b"\n", b"\r\n")
+        assert _qp(text) == expected == _qp(text), repr(text)
+
+
+def test_a_long_header_without_a_place_to_fold_is_written_as_the_email_package_writes_it() -> None:
+    """A List-Unsubscribe link longer than a line goes on a line of its own, as compat32 puts it."""
+    from email.policy import compat32
+
+    from pipeline.channels.mime import _header
+
+    for length in (40, 59, 60, 61, 150, 500, 900):
+        for name in ("List-Unsubscribe", "X"):
+            value = "<https://kallelse.example.se/u/" + "t" * length + ">"
+            assert _header(name, value) == compat32.fold(name, value)
 
 
 TRICKY_TEXT = (
     "Hej Åsa!\n\nRad = två  \n" + "ö" * 90 + "\n.\n.punkt\nFrom här\ttabb\t\n"
     "crlf\r\nbara cr\rslut 😀 – \x0b \u2028 \x85 ingen radbrytning sist"
+)
+# Where quoted-printable breaks a line or encodes its end: white space at the 75th and 76th column, at the
+# end of a line and at the very end of the text (no line end after it).
+EDGE_TEXT = (
+    "".join(f"{'x' * n}{end}\n" for n in range(72, 78) for end in (" ", "\t", "=", "ö")) + "x" * 74 + " "
 )
 
 
@@ -137,6 +201,7 @@ TRICKY_TEXT = (
     [
         an_email(),
         an_email(text=TRICKY_TEXT, html=f"<p>{TRICKY_TEXT}</p>\n", subject="A plain ASCII subject"),
+        an_email(text=EDGE_TEXT, html=EDGE_TEXT.rstrip() + "\n"),
         an_email(
             to_name="Marie-Louise Åkerström-Öhrström af Ekebyhov, Skellefteå kommun",
             subject="Inbjudan: Innovationsdagarna 2021, Skellefteå 25–26 november " * 2,
@@ -156,6 +221,7 @@ def test_mime_bytes_are_the_message_build_mime_makes(email: EmailMessage) -> Non
     """What SMTP sends (`mime_bytes`) is `build_mime`'s message: the same headers in the same order,
     byte for byte but for the random boundaries, and every part's type, parameters and content."""
     at = datetime(2021, 10, 7, 9, 0, tzinfo=UTC)
+    mime_bytes(email, sender=SENDER, date=at)  # the lines it encodes are kept: the second time reuses them
     fast = mime_bytes(email, sender=SENDER, reply_to="Info <info@example.org>", date=at)
     slow = build_mime(email, sender=SENDER, reply_to="Info <info@example.org>", date=at)
     sent = slow.as_bytes(policy=slow.policy.clone(linesep="\r\n"))  # as smtplib's send_message sends it
@@ -256,6 +322,21 @@ def test_smtp_delivers_the_message_to_a_real_smtp_server(smtp_server: SmtpServer
     assert parsed["Message-ID"] == receipt.provider_id
     assert parsed["Subject"] == an_email().subject
     assert "Älvsbacka" in parsed.get_body(("plain",)).get_content()
+
+
+def test_smtp_sends_to_a_swedish_domain_in_idna_and_refuses_swedish_letters_before_the_at(
+    smtp_server: SmtpServer,
+) -> None:
+    """RCPT carries the domain as its To header does (`xn--…`); a local part that needs SMTPUTF8 is a
+    permanent error before anything is sent."""
+    channel = smtp_channel(smtp_server)
+    channel.send(an_email(to="asa@räksmörgås.se"))
+    with pytest.raises(PermanentDeliveryError):
+        channel.send(an_email("other", to="åsa@example.se"))
+    channel.close()
+
+    (received,) = smtp_server.messages
+    assert received.rcpt_tos == ["asa@xn--rksmrgs-5wao1o.se"]
 
 
 def test_smtp_reuses_one_connection_for_several_messages(smtp_server: SmtpServer) -> None:

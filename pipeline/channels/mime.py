@@ -1,13 +1,17 @@
-"""Turn an `EmailMessage` from `base.py` into a standards-conforming MIME message (stdlib only).
+"""Turn an `EmailMessage` from `base.py` into a standards-conforming MIME message.
 
 The shape is always multipart/alternative (text/plain first, text/html last, so clients prefer HTML); any
 attachment wraps that in multipart/mixed. Text parts are UTF-8 in quoted-printable, which keeps them 7-bit
 clean for any relay while staying readable in an `.eml` file. The Message-ID derives from the ledger key, so
 the same message always carries the same id: receiving servers and the ledger can both recognise a resend.
 
+Addresses are written without SMTPUTF8: an internationalised domain in IDNA (`smtp_address`), while a
+local part that is not ASCII is refused with a clear permanent error.
+
 `build_mime` gives a `Message` (the outbox, tests); `mime_bytes` writes the same message straight to the
 bytes SMTP sends, at a fraction of the CPU (the email package folds and encodes in pure Python): the same
-headers (folded by the email package where they need it), the bodies encoded by `binascii`'s C code.
+headers (folded by the email package where they need it), the bodies encoded by `binascii`'s C code a line
+at a time, keeping the lines that every invitation shares.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import random
+import re
 from datetime import datetime
 from email import encoders
 from email.charset import QP, Charset
@@ -29,6 +34,8 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
 
 from pipeline.channels.base import Attachment, EmailMessage
 from pipeline.errors import PermanentDeliveryError
@@ -85,11 +92,37 @@ def domain_of(sender: str) -> str:
 
 
 def _recipient(message: EmailMessage) -> str:
+    address = smtp_address(message.to, message.key)
+    if not _PLAIN_ADDRESS.fullmatch(address):  # the common shape is valid as it is; the parser is slow
+        try:
+            Address(display_name=message.to_name, addr_spec=address)  # validates; raises on a bad address
+        except (ValueError, IndexError, HeaderParseError) as e:  # the stdlib parser raises all three
+            raise PermanentDeliveryError(
+                f"unusable email address for {message.key}: {e}", code="address"
+            ) from e
+    return formataddr((message.to_name, address), charset="utf-8")
+
+
+# local@domain of dot-separated atoms: an addr-spec the stdlib parser always accepts (tests/test_channels).
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def smtp_address(address: str, key: str) -> str:
+    """`address` as a header and RCPT carry it without SMTPUTF8 (which we do not speak): a domain in
+    IDNA (`xn--…`). A local part that is not ASCII cannot be written so: PermanentDeliveryError."""
+    if address.isascii():
+        return address
     try:
-        Address(display_name=message.to_name, addr_spec=message.to)  # validates; raises on a bad address
-    except (ValueError, IndexError, HeaderParseError) as e:  # the stdlib address parser raises all three
-        raise PermanentDeliveryError(f"unusable email address for {message.key}: {e}", code="address") from e
-    return formataddr((message.to_name, message.to), charset="utf-8")
+        ascii_form = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError as e:
+        raise PermanentDeliveryError(f"unusable email address for {key}: {e}", code="address") from e
+    if ascii_form is None:
+        raise PermanentDeliveryError(
+            f"email address for {key} has non-ASCII characters before the @, which only a server "
+            f"speaking SMTPUTF8 takes; kallelse sends without it: {address}",
+            code="address",
+        )
+    return ascii_form
 
 
 def _encoded_address(value: str) -> str:
@@ -134,19 +167,21 @@ def mime_bytes(
     (tests/test_channels.py compares the two), without building a `Message`."""
     alternative = _boundary()
     body = [
-        f"--{alternative}\n{_TEXT_HEADERS % 'plain'}\n{_qp(message.text)}",
-        f"\n--{alternative}\n{_TEXT_HEADERS % 'html'}\n{_qp(message.html)}",
-        f"\n--{alternative}--\n",
+        _crlf(f"--{alternative}\n{_TEXT_HEADERS % 'plain'}\n"),
+        _qp(message.text),
+        _crlf(f"\n--{alternative}\n{_TEXT_HEADERS % 'html'}\n"),
+        _qp(message.html),
+        _crlf(f"\n--{alternative}--\n"),
     ]
     # The alternative's Content-Type is longer than a line: folded as the email package folds it.
     top = f'Content-Type: multipart/alternative;\n boundary="{alternative}"\nMIME-Version: 1.0\n'
     if message.attachments:
         mixed = _boundary()
-        parts = [f"--{mixed}\n{top}\n", *body]
+        parts = [_crlf(f"--{mixed}\n{top}\n"), *body]
         for attachment in message.attachments:
-            parts.append(f"\n--{mixed}\n{_attachment_headers(attachment.content_type, attachment.filename)}")
-            parts.append(f"\n{_base64(attachment.data)}")
-        parts.append(f"\n--{mixed}--\n")
+            part_headers = _attachment_headers(attachment.content_type, attachment.filename)
+            parts += [_crlf(f"\n--{mixed}\n{part_headers}\n"), _base64(attachment.data)]
+        parts.append(_crlf(f"\n--{mixed}--\n"))
         top = f'Content-Type: multipart/mixed; boundary="{mixed}"\nMIME-Version: 1.0\n'
         body = parts
     headers = [
@@ -166,8 +201,7 @@ def mime_bytes(
         extra.pop(name.lower(), None)  # as `del mime[name]` does: a later value replaces an earlier one
         extra[name.lower()] = (name, value)
     headers += [_header(name, value) for name, value in extra.values()]
-    text = "".join(headers) + "\n" + "".join(body)
-    return text.replace("\n", "\r\n").encode("ascii")
+    return _crlf("".join(headers) + "\n") + b"".join(body)
 
 
 _TEXT_HEADERS = (
@@ -175,27 +209,54 @@ _TEXT_HEADERS = (
 )
 
 
+def _crlf(text: str) -> bytes:
+    return text.replace("\n", "\r\n").encode("ascii")
+
+
 def _boundary() -> str:
     # The email package's shape. It cannot occur in the parts: QP never writes "==", base64 no "-".
     return "=" * 15 + f"{random.randrange(2**63):019d}" + "=="
 
 
-def _qp(text: str) -> str:
-    # Line ends as the email package reads them (CRLF, CR, LF → one line end), then C's QP encoder.
-    normal = text.replace("\r\n", "\n").replace("\r", "\n")
-    return binascii.b2a_qp(normal.encode("utf-8"), istext=True).decode("ascii")
+def _qp(text: str) -> bytes:
+    """The text in quoted-printable with CRLF line ends, as the email package writes it: line ends read
+    as it reads them (CRLF, CR, LF), then C's encoder a line at a time. It starts afresh after every line
+    end, so a line comes out the same in every message: an invitation's programme, the same for thousands,
+    is encoded once (a process's last few thousand lines are kept), its greeting and links each time."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    last = lines.pop()  # after the last line end: encoded as the end of the data, not of a line
+    encoded = b"".join([_QP_LINES.get(line) or _qp_line(line) for line in lines])
+    return encoded + binascii.b2a_qp(last.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
 
 
-def _base64(data: bytes) -> str:
+_QP_LINES: dict[str, bytes] = {}
+
+
+def _qp_line(line: str) -> bytes:
+    encoded = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", b"\r\n")
+    if len(_QP_LINES) >= 8192:  # lines of old event files and personal lines: start again
+        _QP_LINES.clear()
+    _QP_LINES[line] = encoded
+    return encoded
+
+
+def _base64(data: bytes) -> bytes:
     # As `encoders.encode_base64` writes it: lines of 76, a final line end only if the data had one.
-    encoded = base64.encodebytes(data).decode("ascii")
-    return encoded if data.endswith(b"\n") else encoded.removesuffix("\n")
+    encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return encoded if data.endswith(b"\n") else encoded.removesuffix(b"\r\n")
 
 
 def _header(name: str, value: str) -> str:
-    if len(name) + len(value) <= 76 and value.isascii() and "\n" not in value and "\r" not in value:
-        return f"{name}: {value}\n"
+    """`Name: value` folded as compat32 folds it, without the email package for the usual shapes."""
+    if value.isascii() and "\n" not in value and "\r" not in value:
+        if len(name) + len(value) <= 76:
+            return f"{name}: {value}\n"
+        if len(value) <= 900 and _UNFOLDABLE.fullmatch(value):  # a long link: on a line of its own
+            return f"{name}: \n {value}\n"
     return compat32.fold(name, value)
+
+
+_UNFOLDABLE = re.compile(r"[^\s;,]*")  # nowhere compat32 folds (white space, ";" and ",")
 
 
 @lru_cache(maxsize=64)

@@ -31,7 +31,7 @@ from email.utils import parseaddr
 from typing import Literal
 
 from pipeline.channels.base import EmailMessage, Receipt
-from pipeline.channels.mime import domain_of, message_id, mime_bytes
+from pipeline.channels.mime import domain_of, message_id, mime_bytes, smtp_address
 from pipeline.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 log = logging.getLogger(__name__)
@@ -66,24 +66,25 @@ class SmtpChannel:
         self._used = False  # has the current connection carried a message (so it may have gone stale)?
 
     def send(self, message: EmailMessage) -> Receipt:
-        # The bytes DATA carries, made directly (mime.mime_bytes); addresses are ASCII (build_mime's rule).
+        # The bytes DATA carries, made directly (mime.mime_bytes); the recipient as its To header has it.
         data = mime_bytes(message, sender=self.sender, reply_to=self.reply_to)
+        recipient = smtp_address(message.to, message.key)
         try:
-            self._send(message, data)
+            self._send(message.key, recipient, data)
         except _HungUp:
             log.info("smtp connection to %s:%s was closed by the server; reconnecting", self.host, self.port)
-            self._send(message, data)
+            self._send(message.key, recipient, data)
         provider_id = message_id(message.key, domain_of(self.sender))
         log.debug("smtp accepted %s as %s", message.key, provider_id)  # the worker logs the send at info
         return Receipt(provider_id=provider_id, status="sent")
 
-    def _send(self, message: EmailMessage, data: bytes) -> None:
+    def _send(self, key: str, recipient: str, data: bytes) -> None:
         conn: _Tracked | None = None
         reused = self._conn is not None and self._used
         try:
             conn = self._ready_connection()
             self._used = True
-            conn.transaction(self._envelope_sender, message.to, data)
+            conn.transaction(self._envelope_sender, recipient, data)
         except DeliveryError:
             raise
         except Exception as e:
@@ -92,7 +93,7 @@ class SmtpChannel:
                 self._drop()
                 raise _HungUp from e
             self._drop_if_broken(e)
-            raise _translate(e, message.key, after_data=after_data) from e
+            raise _translate(e, key, after_data=after_data) from e
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
