@@ -74,7 +74,8 @@ class CalendarTemplate:
     def fill(self, stamp: datetime, rsvp_url: str | None) -> bytes:
         if (rsvp_url is not None) != self.with_rsvp:
             raise ValueError("this calendar template was made for the other kind of RSVP link")
-        when = icalendar.vDDDTypes(stamp.astimezone(UTC)).to_ical().decode()
+        at = stamp.astimezone(UTC)  # as icalendar writes a UTC DATE-TIME, without its type dispatch
+        when = f"{at.year:04}{at.month:02}{at.day:02}T{at.hour:02}{at.minute:02}{at.second:02}Z"
         uri = icalendar.vUri(rsvp_url).to_ical().decode() if rsvp_url else ""
         text = icalendar.vText(rsvp_url).to_ical().decode() if rsvp_url else ""
         out = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.store.models import AppliedEventRow
@@ -22,9 +22,10 @@ def latest_applied(session: Session) -> AppliedEventRow | None:
 
 
 def applied_sequence(session: Session, event_id: str) -> int:
-    """The SEQUENCE of the calendar entries: the event file last applied (0 before any apply)."""
-    snapshot = latest_snapshot(session, event_id)
-    return snapshot.sequence if snapshot is not None else 0
+    """The SEQUENCE of the calendar entries: the event file last applied (0 before any apply). Read by a
+    worker with every batch of emails: the number alone, not the stored file."""
+    query = select(func.max(AppliedEventRow.sequence)).where(AppliedEventRow.event_id == event_id)
+    return session.scalar(query) or 0
 
 
 def store_snapshot(session: Session, event_id: str, text: str, sequence: int, now: datetime) -> None:
