@@ -750,28 +750,45 @@ def email_template(
     shared: Mapping[str, Any] | None = None,
 ) -> EmailTemplate:
     """`template`'s email for the delegates of profile `of` (see `EmailTemplate`)."""
+    lang = of[0]
+    sources: list[jinja2.Template] = []
+    try:
+        texts = _rendered_with_holes(env, event, template, of, extra, shared, sources)
+    except Exception:  # what the stand-in lacks, or a broken template: each delegate is rendered (and fails)
+        texts = None
+    parts = tuple(tuple(_HOLE.split(text)) for text in texts) if texts is not None else None
+    return EmailTemplate(env, event, template, lang, extra, shared, parts, tuple(dict.fromkeys(sources)))
+
+
+def _rendered_with_holes(
+    env: jinja2.Environment,
+    event: Event,
+    template: str,
+    of: EmailProfile,
+    extra: Mapping[str, Any] | None,
+    shared: Mapping[str, Any] | None,
+    sources: list[jinja2.Template],
+) -> list[str] | None:
+    """The three parts rendered for a delegate who is nothing but the profile, with holes for what
+    templates may print of a delegate's own; None when a file they came from (`sources`) does more."""
     lang, stop, dinner, role = of
-    # A delegate who is nothing but the profile, with holes for what templates may print of their own.
     stand_in = Delegate(id="", name=_hole("name"), language=lang, stop=stop, dinner=dinner, role=role)  # type: ignore[arg-type]
     context = build_context(event, stand_in, None, _HOLE_LINKS, extra, shared)
     context["first_name"] = _hole("first_name")
-    texts, sources, plain = [], [], True
+    texts, plain = [], True
     for part in _EMAIL_PARTS:
         seen: list[jinja2.Template] = []
         token = _rendered_from.set(seen)
         try:
             texts.append(_render(env, template_path(lang, template, part), context))
-        except Exception:  # the stand-in lacks what the template reads: render each delegate in full
-            plain = False
         finally:
             _rendered_from.reset(token)
-        html = part == "html"
-        sources += seen
+            sources += seen
+        html = part == "html"  # a hole prints as the part's own templates print: escaped in HTML only
         plain = plain and all(
             _PRINTS_PERSONAL_ONLY.get(t, False) and (t.name or "").endswith(".html") == html for t in seen
         )
-    parts = tuple(tuple(_HOLE.split(text)) for text in texts) if plain else None
-    return EmailTemplate(env, event, template, lang, extra, shared, parts, tuple(dict.fromkeys(sources)))
+    return texts if plain else None
 
 
 def _fill(parts: tuple[str, ...], value: Callable[[str], Any], *, html: bool) -> str:

@@ -258,6 +258,14 @@ def test_a_template_that_does_more_with_a_delegates_name_than_print_it_is_render
         assert (email.subject, email.text, email.html) == rendered_in_full(env, event, delegate, "note")
 
 
+def test_an_email_that_cannot_be_made_for_a_profile_fails_for_the_delegate_with_their_own_id(env, event):
+    """A stop the event no longer has fails the render as it did before emails were made per profile:
+    naming the delegate, not the stand-in the profile was rendered for."""
+    gone = dataclasses.replace(DELEGATES[0], stop="harbour")
+    with pytest.raises(ValueError, match="delegate d-1: unknown stop 'harbour'"):
+        render_email(env, event, gone, "invitation", key="k", links=LINKS)
+
+
 def test_an_email_made_for_a_profile_knows_when_a_file_it_came_from_was_edited(event, tmp_path):
     """`current()` looks at every file the email was rendered from, included ones too, so a worker that
     keeps it for a profile renders it anew after an organiser's edit."""
