@@ -633,9 +633,10 @@ def render_email(
 # depend on them in any other way, so filling them in gives what rendering for the delegate gives.
 _PERSONAL = frozenset({"name", "first_name", "links", "delegate"})
 _PRINTS_PERSONAL_ONLY: weakref.WeakKeyDictionary[jinja2.Template, bool] = weakref.WeakKeyDictionary()
-# Nodes whose output becomes a value (filtered, assigned, passed to a caller), and calls that print a block
-# as a value: a delegate's name inside them could be changed on its way out.
-_CAPTURES = (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)
+# Nodes whose output becomes a value (filtered, assigned, passed to a caller) or is escaped otherwise
+# (`{% autoescape %}`), and calls that print a block as a value: a delegate's name inside them could come
+# out otherwise than `_fill` writes it.
+_CAPTURES = (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock, nodes.EvalContextModifier)
 _BLOCK_CALLS = frozenset({"super", "self", "caller"})
 
 EmailProfile = tuple[str, str | None, bool, str]

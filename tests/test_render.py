@@ -240,6 +240,7 @@ def test_an_email_rendered_once_per_profile_is_what_rendering_it_for_each_delega
         "{{ delegate.organisation }}",
         "{{ 'Hej ' ~ first_name }}",
         "{% for link in links %}{{ link }} {% endfor %}",
+        "{% autoescape false %}{{ first_name }}{% endautoescape %}",
     ],
 )
 def test_a_template_that_does_more_with_a_delegates_name_than_print_it_is_rendered_for_each(
@@ -251,7 +252,10 @@ def test_a_template_that_does_more_with_a_delegates_name_than_print_it_is_render
     for part in ("subject.txt", "txt", "html"):
         (tmp_path / "sv" / f"note.{part}").write_text(f"{greeting} {{{{ links.rsvp_url }}}}\n")
     env = make_env(tmp_path)
-    for delegate in (DELEGATES[2], dataclasses.replace(DELEGATES[2], name="Berit Ek", organisation="Boden")):
+    for delegate in (
+        DELEGATES[2],
+        dataclasses.replace(DELEGATES[2], name="Berit & <Ek>", organisation="Boden"),
+    ):
         made = email_template(env, event, "note", email_profile(delegate))
         assert made.parts is None
         email = made.message(delegate, key="k", links=LINKS)
