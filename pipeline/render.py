@@ -773,9 +773,8 @@ def _rendered_with_holes(
     """The three parts rendered for a delegate who is nothing but the profile, with holes for what
     templates may print of a delegate's own; None when a file they came from (`sources`) does more."""
     lang, stop, dinner, role = of
-    stand_in = Delegate(id="", name=_hole("name"), language=lang, stop=stop, dinner=dinner, role=role)  # type: ignore[arg-type]
+    stand_in = _StandIn(id="", name=_hole("name"), language=lang, stop=stop, dinner=dinner, role=role)  # type: ignore[arg-type]
     context = build_context(event, stand_in, None, _HOLE_LINKS, extra, shared)
-    context["first_name"] = _hole("first_name")
     texts, plain = [], True
     for part in _EMAIL_PARTS:
         seen: list[jinja2.Template] = []
@@ -790,6 +789,15 @@ def _rendered_with_holes(
             _PRINTS_PERSONAL_ONLY.get(t, False) and (t.name or "").endswith(".html") == html for t in seen
         )
     return texts if plain else None
+
+
+@dataclass(frozen=True)
+class _StandIn(Delegate):
+    """A delegate who is nothing but a profile: holes for their name and first name."""
+
+    @property
+    def first_name(self) -> str:
+        return _hole("first_name")
 
 
 def _fill(parts: tuple[str, ...], value: Callable[[str], Any], *, html: bool) -> str:

@@ -262,6 +262,21 @@ def test_a_template_that_does_more_with_a_delegates_name_than_print_it_is_render
         assert (email.subject, email.text, email.html) == rendered_in_full(env, event, delegate, "note")
 
 
+def test_a_payload_value_named_like_a_delegates_own_wins_in_an_email_made_per_profile(env, event, tmp_path):
+    """The context's extra values (a broadcast's payload) come last, as in a full render: one called
+    `first_name` is printed for everyone, not filled in per delegate."""
+    (tmp_path / "sv").mkdir()
+    for part in ("subject.txt", "txt", "html"):
+        (tmp_path / "sv" / f"note.{part}").write_text("Hej {{ first_name }} och {{ name }}!\n")
+    env = make_env(tmp_path)
+    made = email_template(env, event, "note", email_profile(DELEGATES[2]), {"first_name": "alla"})
+    email = made.message(DELEGATES[2], key="k", links=LINKS)
+    assert email.text == "Hej alla och Åsa Lind!\n"
+    assert (email.subject, email.text, email.html) == rendered_in_full(
+        env, event, DELEGATES[2], "note", {"first_name": "alla"}
+    )
+
+
 def test_an_email_that_cannot_be_made_for_a_profile_fails_for_the_delegate_with_their_own_id(env, event):
     """A stop the event no longer has fails the render as it did before emails were made per profile:
     naming the delegate, not the stand-in the profile was rendered for."""
