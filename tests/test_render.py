@@ -229,6 +229,37 @@ def test_an_email_rendered_once_per_profile_is_what_rendering_it_for_each_delega
         )
 
 
+def test_two_delegates_of_one_email_profile_differ_in_their_context_only_by_what_templates_may_print(event):
+    """The guard on rendering once per profile: whatever else a delegate's record holds (organisation,
+    RSVP, dietary needs, opt-outs…) must not reach the template context except through `delegate`,
+    whose use sends the email to a full render. A field added to Delegate, or a context value derived
+    from one, without adding it to `email_profile`, fails here, before one delegate's text reaches another."""
+    one = DELEGATES[0]
+    other = dataclasses.replace(
+        one,
+        id="someone-else",
+        name="Berit Annan",
+        email="berit@example.org",
+        phone="+46701112233",
+        organisation="Annan kommun",
+        rsvp="no" if one.rsvp == "yes" else "yes",
+        sms_opt_out=not one.sms_opt_out,
+        email_opt_out=not one.email_opt_out,
+        survey_answered=not one.survey_answered,
+        dietary="vegan",
+        comment="kommer sent",
+        phone_bad=not one.phone_bad,
+    )
+    varied = {f.name for f in dataclasses.fields(Delegate) if getattr(one, f.name) != getattr(other, f.name)}
+    profile_fields = {"language", "stop", "dinner", "role"}
+    assert varied == {f.name for f in dataclasses.fields(Delegate)} - profile_fields
+    assert email_profile(one) == email_profile(other)
+    mine, theirs = build_context(event, one, None, LINKS), build_context(event, other, None, LINKS)
+    assert mine.keys() == theirs.keys()
+    differing = {key for key in mine if mine[key] != theirs[key]}
+    assert differing <= {"name", "first_name", "links", "delegate"}, differing
+
+
 @pytest.mark.parametrize(
     "greeting",
     [
