@@ -215,6 +215,8 @@ EDGE_TEXT = (
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
         ),
+        # Headers the builder writes but a message may replace: replaced, not written twice.
+        an_email(headers={"subject": "Replaced subject", "Reply-To": "Other <other@example.org>"}),
     ],
 )
 def test_mime_bytes_are_the_message_build_mime_makes(email: EmailMessage) -> None:

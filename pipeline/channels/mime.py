@@ -130,10 +130,20 @@ def _encoded_address(value: str) -> str:
     return formataddr((name, address), charset="utf-8") if address else value
 
 
-def _add_extra_headers(mime: Message, headers: dict[str, str]) -> None:
+def _extra_headers(headers: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """A message's own headers by lower-cased name, each replacing what the builder (or an earlier one of
+    the same name) wrote; the builder's own (`_PROTECTED`) cannot be replaced."""
+    extra: dict[str, tuple[str, str]] = {}
     for name, value in headers.items():
         if name.lower() in _PROTECTED:
             raise ValueError(f"header {name!r} is set by build_mime and cannot be overridden")
+        extra.pop(name.lower(), None)  # a later value goes where the earlier one would have: last
+        extra[name.lower()] = (name, value)
+    return extra
+
+
+def _add_extra_headers(mime: Message, headers: dict[str, str]) -> None:
+    for name, value in _extra_headers(headers).values():
         del mime[name]
         mime[name] = value
 
@@ -184,24 +194,19 @@ def mime_bytes(
         parts.append(_crlf(f"\n--{mixed}--\n"))
         top = f'Content-Type: multipart/mixed; boundary="{mixed}"\nMIME-Version: 1.0\n'
         body = parts
-    headers = [
-        top,
-        _header("Message-ID", message_id(message.key, domain_of(sender))),
-        _header("Date", format_datetime(date or datetime.now().astimezone())),
-        _address_header("From", sender),
-        _header("To", _recipient(message)),
-    ]
+    headers = {  # by lower-cased name, in build_mime's order
+        "message-id": _header("Message-ID", message_id(message.key, domain_of(sender))),
+        "date": _header("Date", format_datetime(date or datetime.now().astimezone())),
+        "from": _address_header("From", sender),
+        "to": _header("To", _recipient(message)),
+    }
     if reply_to:
-        headers.append(_address_header("Reply-To", reply_to))
-    headers.append(_subject_header(message.subject))
-    extra: dict[str, tuple[str, str]] = {}
-    for name, value in message.headers.items():
-        if name.lower() in _PROTECTED:
-            raise ValueError(f"header {name!r} is set by build_mime and cannot be overridden")
-        extra.pop(name.lower(), None)  # as `del mime[name]` does: a later value replaces an earlier one
-        extra[name.lower()] = (name, value)
-    headers += [_header(name, value) for name, value in extra.values()]
-    return _crlf("".join(headers) + "\n") + b"".join(body)
+        headers["reply-to"] = _address_header("Reply-To", reply_to)
+    headers["subject"] = _subject_header(message.subject)
+    for lower, (name, value) in _extra_headers(message.headers).items():
+        headers.pop(lower, None)  # as `del mime[name]` does: replaced, and written last
+        headers[lower] = _header(name, value)
+    return _crlf(top + "".join(headers.values()) + "\n") + b"".join(body)
 
 
 _TEXT_HEADERS = (
