@@ -56,10 +56,6 @@ class UpsertCounts:
     shared: list[SharedContact] = field(default_factory=list)  # not stored unless allowed
 
 
-def to_delegate(row: DelegateRow) -> Delegate:
-    return Delegate(**{name: getattr(row, name) for name in _FIELDS})
-
-
 def load_delegates(session: Session, ids: Iterable[str] | None = None) -> list[Delegate]:
     """The delegates still taking part: a cancelled one is planned nothing more."""
     # Columns, not ORM objects: the same values at a fraction of the cost (workers load a batch per
