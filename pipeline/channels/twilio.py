@@ -119,9 +119,8 @@ class _Urllib3Http(HttpClient):
             )
         except ReadTimeoutError as e:
             raise requests.ReadTimeout(e) from e
-        except (
-            ConnectTimeoutError
-        ) as e:  # refused, unresolvable (NewConnectionError) or too slow: nothing sent
+        # Refused, unresolvable (NewConnectionError is a ConnectTimeoutError) or too slow: nothing sent.
+        except ConnectTimeoutError as e:
             raise requests.ConnectionError(e) from e
         except SSLError as e:  # the handshake failed: nothing was sent
             raise requests.exceptions.SSLError(e) from e
